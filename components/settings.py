@@ -1,0 +1,437 @@
+"""The stack's configuration, loaded and validated once, before any resource exists.
+
+Every key is declared in Pulumi.yaml with its default; this module reads those
+defaults from Pulumi.yaml itself (the Pulumi engine applies them under `pulumi up`,
+the unit tests' mocks do not), so the two can never disagree. Each bad value stops
+the program with one sentence naming the key and the fix (`ConfigError`, a
+`pulumi.RunError`: the CLI prints the sentence without a stack trace).
+Secret values are validated in plain text here and leave this module only as
+secret Outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+import struct
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pulumi
+import yaml
+from pulumi.runtime.config import is_config_secret
+
+PROJECT = "glitchtip-migration"
+PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
+
+DSN_TARGETS = ("sentry", "glitchtip")
+EXPOSURES = ("tunnel", "tls")
+SERVER_MODES = ("all-in-one", "split")
+HOST_KEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
+
+# Memory floor per service in MiB: below these GlitchTip or Postgres are OOM-killed
+# under a burst (glitchtip-facts.md: all-in-one settles at 290-320 MB, peaks ~490 MB).
+MEMORY_FLOOR_MB = {
+    "glitchtip": 512,  # all-in-one: web + worker + scheduler
+    "web": 384,
+    "worker": 256,
+    "migrate": 256,
+    "postgres": 192,
+    "valkey": 64,
+    "caddy": 64,
+}
+
+
+class ConfigError(pulumi.RunError):
+    """A configuration value is wrong; the message is one sentence naming the key and the fix."""
+
+
+@cache
+def project_defaults() -> dict[str, Any]:
+    """Defaults declared in Pulumi.yaml's config block (keys without one are required)."""
+    declared = yaml.safe_load(PROJECT_FILE.read_text())["config"]
+    return {key: spec["default"] for key, spec in declared.items() if "default" in spec}
+
+
+def declared_keys() -> list[str]:
+    """Every config key Pulumi.yaml declares, in its order."""
+    return list(yaml.safe_load(PROJECT_FILE.read_text())["config"])
+
+
+def services_for(mode: str, valkey: bool, exposure: str) -> list[str]:
+    """The compose services a configuration runs, in start order."""
+    services = ["postgres"]
+    if valkey:
+        services.append("valkey")
+    services += ["glitchtip"] if mode == "all-in-one" else ["migrate", "web", "worker"]
+    if exposure == "tls":
+        services.append("caddy")
+    return services
+
+
+def memory_plan(mode: str, valkey: bool, exposure: str, budget_mb: int) -> dict[str, int]:
+    """Split the memory budget into per-service limits (MiB) whose sum is <= budget_mb.
+
+    Small helpers (Valkey, Caddy) get their floor; the rest of the budget goes to
+    GlitchTip and Postgres in proportion to their floors, rounded down to 16 MiB.
+    """
+    services = services_for(mode, valkey, exposure)
+    plan = {s: MEMORY_FLOOR_MB[s] for s in services}
+    growable = [s for s in services if s not in ("valkey", "caddy")]
+    spare = budget_mb - sum(plan.values())
+    weight = sum(MEMORY_FLOOR_MB[s] for s in growable)
+    for service in growable:
+        extra = spare * MEMORY_FLOOR_MB[service] // weight
+        plan[service] += extra - extra % 16
+    return plan
+
+
+def _fail(key: str, problem: str) -> ConfigError:
+    return ConfigError(f"Config key '{key}' {problem}")
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}$")
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[a-f0-9]{64}$")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_PM2_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_UNUSABLE_EMAIL_TLDS = (".local", ".test", ".localhost", ".invalid", ".example")
+
+
+def check_host(key: str, value: str) -> str:
+    if not _is_ip(value) and not _HOSTNAME.match(value):
+        raise _fail(key, "must be an IP address or a DNS name; set it with `pulumi config set host 203.0.113.10`.")
+    return value
+
+
+def check_port(key: str, value: Any) -> int:
+    port = _integer(key, value)
+    if not 1 <= port <= 65535:
+        raise _fail(key, "must be a port between 1 and 65535.")
+    return port
+
+
+def check_host_key(key: str, value: str) -> str:
+    """An authorized_keys-format public key whose blob really is of the named type."""
+    hint = "must be the server's public host key in authorized_keys format; get it with `ssh-keyscan -t ed25519 HOST` and set the 'ssh-ed25519 AAAA...' part."
+    parts = value.strip().split()
+    if len(parts) < 2 or parts[0] not in HOST_KEY_TYPES:
+        raise _fail(key, hint)
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        embedded = blob[4 : 4 + length].decode()
+    except (binascii.Error, struct.error, UnicodeDecodeError):
+        raise _fail(key, hint) from None
+    if embedded != parts[0]:
+        raise _fail(key, hint)
+    return f"{parts[0]} {parts[1]}"
+
+
+def check_dsn(key: str, value: str) -> str:
+    """A Sentry-style DSN: scheme://<public key>@host[:port]/<numeric project id>. Never echoed."""
+    hint = f"must be a DSN like https://<public key>@<host>/<project id>; copy it from the project's Client Keys (DSN) page and set it with `pulumi config set --secret {key} ...`."
+    try:
+        parts = urlsplit(value.strip())
+        port_ok = parts.port is None or 1 <= parts.port <= 65535
+    except ValueError:
+        raise _fail(key, hint) from None
+    project_id = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.username
+        or not re.fullmatch(r"[A-Za-z0-9]{16,64}", parts.username)
+        or not parts.hostname
+        or not port_ok
+        or not project_id.isdigit()
+        or parts.query
+        or parts.fragment
+    ):
+        raise _fail(key, hint)
+    return value.strip()
+
+
+def check_cron(key: str, value: str) -> str:
+    """A five-field cron schedule valid in /etc/cron.d (no '%', which cron turns into newlines)."""
+    hint = "must be a five-field cron schedule such as '0 2 * * *' (minute hour day month weekday)"
+    if "%" in value:
+        raise _fail(key, f"{hint}, without '%', which cron treats as a newline.")
+    fields = value.split()
+    if len(fields) != 5:
+        raise _fail(key, f"{hint}.")
+    limits = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+    names = [
+        {},
+        {},
+        {},
+        {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+        {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+    ]
+    for field, (low, high), aliases in zip(fields, limits, names):
+        for item in field.split(","):
+            base, _, step = item.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                raise _fail(key, f"{hint}; '{item}' has a bad step.")
+            if base == "*":
+                continue
+            bounds = base.split("-")
+            if len(bounds) > 2:
+                raise _fail(key, f"{hint}; '{item}' is not a valid range.")
+            numbers = []
+            for bound in bounds:
+                number = aliases.get(bound.lower(), bound)
+                if not str(number).isdigit() or not low <= int(number) <= high:
+                    raise _fail(key, f"{hint}; '{item}' is out of range {low}-{high}.")
+                numbers.append(int(number))
+            if len(numbers) == 2 and numbers[0] > numbers[1]:
+                raise _fail(key, f"{hint}; '{item}' is a reversed range.")
+    return " ".join(fields)
+
+
+def cron_hours(schedule: str) -> set[int] | None:
+    """The hours a valid schedule fires in, or None for every hour ('*')."""
+    field = schedule.split()[1]
+    hours: set[int] = set()
+    for item in field.split(","):
+        base, _, step = item.partition("/")
+        low, high = (0, 23) if base == "*" else (int(base.split("-")[0]), int(base.split("-")[-1]))
+        if base != "*" and "-" not in base and step:
+            high = 23
+        hours.update(range(low, high + 1, int(step or 1)))
+    return None if hours == set(range(24)) else hours
+
+
+def _integer(key: str, value: Any) -> int:
+    try:
+        number = float(value)  # the engine hands numbers over as floats or strings
+    except (TypeError, ValueError):
+        raise _fail(key, "must be a whole number.") from None
+    if number != int(number):
+        raise _fail(key, "must be a whole number.")
+    return int(number)
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise _fail(key, "must be true or false.")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _fail(key, f"must be one of {', '.join(choices)}; set it with `pulumi config set {key} {choices[0]}`.")
+    return value
+
+
+def _path(key: str, value: str) -> str:
+    if not _SAFE_PATH.match(value) or "/../" in f"{value}/":
+        raise _fail(key, "must be an absolute path of letters, digits and . _ / + - only.")
+    return value.rstrip("/") or "/"
+
+
+def _image(key: str, value: str) -> str:
+    if value and not _IMAGE_REF.match(value):
+        raise _fail(key, "must be a full image reference pinned by digest (name:tag@sha256:<64 hex>), or empty to resolve it.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Secrets are secret Outputs; everything else is plain."""
+
+    host: str
+    ssh_user: str
+    ssh_port: int
+    ssh_host_key: str
+    ssh_private_key: pulumi.Output[str]
+    app_env_file: str
+    app_pm2_apps: tuple[str, ...]
+    app_restart_command: str
+    sentry_dsn: pulumi.Output[str]
+    dsn_target: str
+    glitchtip_dsn: pulumi.Output[str] | None
+    glitchtip_version: str
+    glitchtip_image: str
+    postgres_image: str
+    valkey_image: str
+    server_mode: str
+    valkey: bool
+    glitchtip_port: int
+    exposure: str
+    domain: str
+    memory_budget_mb: int
+    memory_limits_mb: dict[str, int]
+    retention_days: int
+    admin_email: str
+    smtp_url: pulumi.Output[str] | None
+    install_dir: str
+    docker_version: str
+    uninstall_docker_on_destroy: bool
+    delete_data_on_destroy: bool
+    backup_dir: str
+    backup_schedule: str
+    backup_retention_days: int
+
+    @property
+    def glitchtip_url(self) -> str:
+        """GlitchTip's address as the server itself reaches it."""
+        return f"http://127.0.0.1:{self.glitchtip_port}"
+
+    @property
+    def public_url(self) -> str:
+        """GLITCHTIP_DOMAIN: the public TLS URL with exposure=tls, else the loopback URL."""
+        return f"https://{self.domain}" if self.exposure == "tls" else self.glitchtip_url
+
+    @classmethod
+    def load(cls, config: pulumi.Config | None = None) -> Settings:
+        """Read and validate every key; raise ConfigError on the first bad one."""
+        config = config or pulumi.Config(PROJECT)
+        defaults = project_defaults()
+
+        def raw(key: str) -> Any:
+            value = config.get_object(key) if isinstance(defaults.get(key), list) else config.get(key)
+            return defaults.get(key) if value is None else value
+
+        def required(key: str, how: str) -> str:
+            value = raw(key)
+            if value is None or str(value).strip() == "":
+                raise _fail(key, f"is required; set it with `{how}`.")
+            return str(value).strip()
+
+        def secret(key: str, value: str) -> pulumi.Output[str]:
+            if value and not is_config_secret(f"{PROJECT}:{key}"):
+                raise _fail(key, f"must be stored encrypted; set it again with `pulumi config set --secret {key} ...`.")
+            return pulumi.Output.secret(value)
+
+        host = check_host("host", required("host", "pulumi config set host 203.0.113.10"))
+        ssh_user = str(raw("sshUser"))
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", ssh_user):
+            raise _fail("sshUser", "must be a Unix user name such as root.")
+        host_key = check_host_key(
+            "sshHostKey", required("sshHostKey", 'pulumi config set sshHostKey "$(ssh-keyscan -t ed25519 HOST | cut -d\' \' -f2-)"')
+        )
+
+        key_text, key_path = str(raw("sshPrivateKey") or ""), str(raw("sshPrivateKeyPath") or "")
+        if key_text and key_path:
+            raise _fail("sshPrivateKeyPath", "must be empty when sshPrivateKey is set; keep only one of the two.")
+        if key_path:
+            path = Path(os.path.expanduser(key_path))
+            try:
+                key_text = path.read_text()
+            except OSError:
+                raise _fail("sshPrivateKeyPath", "must name a readable private key file on this machine.") from None
+        elif key_text:
+            secret("sshPrivateKey", key_text)
+        else:
+            raise _fail("sshPrivateKey", "is required (or sshPrivateKeyPath); set it with `pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`.")
+        if "PRIVATE KEY-----" not in key_text:
+            raise _fail("sshPrivateKeyPath" if key_path else "sshPrivateKey", "must hold a PEM or OpenSSH private key (-----BEGIN ... PRIVATE KEY-----).")
+
+        apps = raw("appPm2Apps") or []
+        if not isinstance(apps, list) or not all(isinstance(a, str) and _PM2_NAME.match(a) for a in apps):
+            raise _fail("appPm2Apps", "must be a list of PM2 process names, e.g. `pulumi config set --path 'appPm2Apps[0]' ai-admin-api`.")
+        restart = str(raw("appRestartCommand") or "")
+        if "\n" in restart:
+            raise _fail("appRestartCommand", "must be a single line.")
+
+        sentry_dsn = check_dsn("sentryDsn", required("sentryDsn", "pulumi config set --secret sentryDsn https://KEY@oNNN.ingest.sentry.io/PROJECT"))
+        glitchtip_dsn_text = str(raw("glitchtipDsn") or "")
+        if glitchtip_dsn_text:
+            check_dsn("glitchtipDsn", glitchtip_dsn_text)
+
+        version = str(raw("glitchtipVersion"))
+        match = _VERSION.match(version)
+        if not match or int(match.group(1)) < 6:
+            raise _fail("glitchtipVersion", "must be an exact GlitchTip release of 6.0.0 or newer, such as 6.2.6 (5.x still needs Celery).")
+
+        mode = _choice("serverMode", str(raw("serverMode")), SERVER_MODES)
+        valkey = _boolean("valkey", raw("valkey"))
+        exposure = _choice("exposure", str(raw("exposure")), EXPOSURES)
+        domain = str(raw("domain") or "")
+        if exposure == "tls":
+            if not domain:
+                raise _fail("domain", "is required when exposure is tls; set it with `pulumi config set domain glitchtip.example.com`.")
+            if "." not in domain or not _HOSTNAME.match(domain) or _is_ip(domain):
+                raise _fail("domain", "must be a DNS name (not an IP) that resolves to the server, such as glitchtip.example.com.")
+
+        budget = _integer("memoryBudgetMb", raw("memoryBudgetMb"))
+        floor = sum(MEMORY_FLOOR_MB[s] for s in services_for(mode, valkey, exposure))
+        if budget < floor:
+            raise _fail("memoryBudgetMb", f"must be at least {floor} for this stack ({mode}{', valkey' if valkey else ''}{', tls' if exposure == 'tls' else ''}); raise it or choose a smaller stack.")
+
+        retention = _integer("retentionDays", raw("retentionDays"))
+        if not 1 <= retention <= 3650:
+            raise _fail("retentionDays", "must be between 1 and 3650 days.")
+        backup_retention = _integer("backupRetentionDays", raw("backupRetentionDays"))
+        if not 1 <= backup_retention <= 3650:
+            raise _fail("backupRetentionDays", "must be between 1 and 3650 days.")
+
+        email = required("adminEmail", "pulumi config set adminEmail you@example.com")
+        if not _EMAIL.match(email) or email.lower().endswith(_UNUSABLE_EMAIL_TLDS):
+            raise _fail("adminEmail", "must be a deliverable email address such as admin@example.com (GlitchTip rejects .local, .test, .localhost and .invalid).")
+
+        smtp_url = str(raw("smtpUrl") or "")
+        if smtp_url and urlsplit(smtp_url).scheme not in ("smtp", "smtp+tls", "smtp+ssl", "consolemail"):
+            raise _fail("smtpUrl", "must be an EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587.")
+
+        docker_version = str(raw("dockerVersion"))
+        if not _VERSION.match(docker_version):
+            raise _fail("dockerVersion", "must be a Docker Engine release such as 28.5.2.")
+
+        return cls(
+            host=host,
+            ssh_user=ssh_user,
+            ssh_port=check_port("sshPort", raw("sshPort")),
+            ssh_host_key=host_key,
+            ssh_private_key=pulumi.Output.secret(key_text),
+            app_env_file=_path("appEnvFile", str(raw("appEnvFile"))),
+            app_pm2_apps=tuple(apps),
+            app_restart_command=restart,
+            sentry_dsn=secret("sentryDsn", sentry_dsn),
+            dsn_target=_choice("dsnTarget", str(raw("dsnTarget")), DSN_TARGETS),
+            glitchtip_dsn=secret("glitchtipDsn", glitchtip_dsn_text) if glitchtip_dsn_text else None,
+            glitchtip_version=version,
+            glitchtip_image=_image("glitchtipImage", str(raw("glitchtipImage") or "")),
+            postgres_image=_image("postgresImage", str(raw("postgresImage") or "")),
+            valkey_image=_image("valkeyImage", str(raw("valkeyImage") or "")),
+            server_mode=mode,
+            valkey=valkey,
+            glitchtip_port=check_port("glitchtipPort", raw("glitchtipPort")),
+            exposure=exposure,
+            domain=domain,
+            memory_budget_mb=budget,
+            memory_limits_mb=memory_plan(mode, valkey, exposure, budget),
+            retention_days=retention,
+            admin_email=email,
+            smtp_url=secret("smtpUrl", smtp_url) if smtp_url else None,
+            install_dir=_path("installDir", str(raw("installDir"))),
+            docker_version=docker_version,
+            uninstall_docker_on_destroy=_boolean("uninstallDockerOnDestroy", raw("uninstallDockerOnDestroy")),
+            delete_data_on_destroy=_boolean("deleteDataOnDestroy", raw("deleteDataOnDestroy")),
+            backup_dir=_path("backupDir", str(raw("backupDir"))),
+            backup_schedule=check_cron("backupSchedule", str(raw("backupSchedule"))),
+            backup_retention_days=backup_retention,
+        )
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False

@@ -19,7 +19,9 @@ docker_ready() {
 
 add_repository() {
   local id codename arch
+  # shellcheck source=/dev/null
   id=$(. "$OS_RELEASE" && echo "$ID")
+  # shellcheck source=/dev/null
   codename=$(. "$OS_RELEASE" && echo "$VERSION_CODENAME")
   arch=$(dpkg --print-architecture)
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ca-certificates curl gnupg >&2

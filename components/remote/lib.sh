@@ -14,7 +14,8 @@ die() {
   exit 1
 }
 
-trap 'rc=$?; [ "$rc" -eq 0 ] || printf "%s: failed (exit %s) at line %s: %s\n" "$SCRIPT_NAME" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+on_error() { printf '%s: failed (exit %s) at line %s: %s\n' "$SCRIPT_NAME" "$1" "$2" "$3" >&2; }
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi

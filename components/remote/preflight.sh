@@ -10,7 +10,9 @@ OS_RELEASE=${OS_RELEASE:-/etc/os-release}
 check_os() {
   [ -r "$OS_RELEASE" ] || die "cannot read $OS_RELEASE; only Debian 11-13 and Ubuntu 22.04/24.04 are supported"
   local id version
+  # shellcheck source=/dev/null
   id=$(. "$OS_RELEASE" && echo "${ID:-}")
+  # shellcheck source=/dev/null
   version=$(. "$OS_RELEASE" && echo "${VERSION_ID:-}")
   case "$id:$version" in
     debian:11 | debian:12 | debian:13 | ubuntu:22.04 | ubuntu:24.04) ;;

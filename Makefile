@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages: shellcheck for the scripts; the rest builds the throwaway test server.
-APT_PACKAGES := shellcheck openssh-client openssh-server debootstrap systemd-container iproute2 \
+APT_PACKAGES := shellcheck openssh-client debootstrap systemd-container iproute2 busybox-static \
 	util-linux procps psmisc e2fsprogs
 
 .PHONY: setup test unit integration bench clean-testhost

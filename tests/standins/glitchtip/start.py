@@ -1,7 +1,9 @@
 """`python3 -m glitchtip_standin.start`: serve on 0.0.0.0:$GRANIAN_PORT (default 8000).
 
 With DATABASE_URL set, refuses to start (exit 1, one clear line on stderr) when the
-database cannot be reached, the password is wrong or the tables are missing.
+database cannot be reached, the password is wrong or the tables are missing. With
+SERVER_ROLE=all_in_one it migrates first, as GlitchTip's all-in-one start does
+(migrate, then serve with an embedded worker); the `web` role never migrates.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ def main() -> None:
     except StoreError as exc:
         fail(f"FATAL {exc}")
     if isinstance(store, PostgresStore):
+        if os.environ.get("SERVER_ROLE") == "all_in_one":
+            created = store.migrate()
+            logging.getLogger("glitchtip_standin").info("all_in_one: migrations applied (%d tables created)", len(created))
         missing = store.missing_tables()
         if missing:
             fail(f"FATAL database tables missing ({', '.join(missing)}): run the migrate step first")

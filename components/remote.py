@@ -56,7 +56,8 @@ def bundle(name: str) -> str:
 def render_script(name: str, args: Sequence[str] = ()) -> str:
     """The command string that runs components/remote/NAME with ARGS on the server.
 
-    The first line names the script so previews and logs say what runs; the body is
+    The first line names the script (and its short arguments) so previews and logs say
+    what runs; the body is
     passed to `bash -c` as one quoted argument, so the remote login shell does not
     matter and stdin stays free for secrets.
     """
@@ -64,7 +65,17 @@ def render_script(name: str, args: Sequence[str] = ()) -> str:
         if not isinstance(arg, str):
             raise TypeError(f"argument {arg!r} of {name} must be a plain string")
     quoted = " ".join(shlex.quote(a) for a in (name, *args))
-    return f"# glitchtip-migration: {name} {' '.join(args)}\nbash -c {shlex.quote(bundle(name))} {quoted}"
+    shown = " ".join(a if len(a) <= 100 and "\n" not in a else f"<{len(a)} bytes>" for a in args)
+    return f"# glitchtip-migration: {name} {shown}".rstrip() + f"\nbash -c {shlex.quote(bundle(name))} {quoted}"
+
+
+def parse_command(command: str) -> tuple[str, list[str]]:
+    """The script name and arguments of a command string made by render_script."""
+    header, _, body = command.partition("\n")
+    if not header.startswith("# glitchtip-migration: "):
+        raise ValueError("not a command rendered by render_script")
+    words = shlex.split(body)
+    return words[3], words[4:]
 
 
 def connection_args(

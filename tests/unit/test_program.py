@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from components.remote import render_script
+from components.remote import parse_command, render_script
 from tests.harness import GLITCHTIP_DSN, SENTRY_DSN, Program, prod_config, run_program
 
 SMTP_URL = "smtp+tls://mailer:SmtpPassw0rdXyz@smtp.example.com:587"
@@ -94,3 +94,12 @@ def test_preflight_follows_port_and_budget():
 def test_render_script_refuses_non_string_arguments():
     with pytest.raises(TypeError):
         render_script("preflight.sh", [8000])  # type: ignore[list-item]
+
+
+def test_command_header_is_one_line_and_parses_back():
+    compose = "services:\n  web:\n    image: x\n"
+    command = render_script("preflight.sh", ["8000", compose])
+    assert command.splitlines()[0] == "# glitchtip-migration: preflight.sh 8000 <32 bytes>"
+    assert parse_command(command) == ("preflight.sh", ["8000", compose])
+    with pytest.raises(ValueError):
+        parse_command("echo hi")

@@ -99,7 +99,7 @@ def test_render_script_refuses_non_string_arguments():
 def test_command_header_is_one_line_and_parses_back():
     compose = "services:\n  web:\n    image: x\n"
     command = render_script("preflight.sh", ["8000", compose])
-    assert command.splitlines()[0] == "# glitchtip-migration: preflight.sh 8000 <32 bytes>"
+    assert command.splitlines()[0] == "# glitchtip-migration: preflight.sh 8000 <30 bytes>"
     assert parse_command(command) == ("preflight.sh", ["8000", compose])
     with pytest.raises(ValueError):
         parse_command("echo hi")

@@ -113,6 +113,16 @@ class Program:
     def commands(self) -> list[Registration]:
         return self.of_type("command:remote:Command")
 
+    def only(self, *names: str) -> Program:
+        """The same run limited to the named resources and their descendants."""
+        keep = {r.urn for r in self.registrations if r.name in names}
+        grew = True
+        while grew:
+            more = {r.urn for r in self.registrations if r.parent in keep} - keep
+            keep |= more
+            grew = bool(more)
+        return Program([r for r in self.registrations if r.urn in keep], self.outputs, self.secret_outputs, self.error)
+
     def by_urn(self) -> dict[str, Registration]:
         return {r.urn: r for r in self.registrations}
 
@@ -159,6 +169,15 @@ MOCK_OUTPUTS: dict[str, Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]
 MOCK_CALLS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
 
+def fake_registry_image(args: Mapping[str, Any]) -> dict[str, Any]:
+    """pulumi-docker's getRegistryImage: a stable fake digest per image name."""
+    digest = "sha256:" + hashlib.sha256(str(args["name"]).encode()).hexdigest()
+    return {"id": str(args["name"]), "name": args["name"], "sha256Digest": digest}
+
+
+MOCK_CALLS["docker:index/getRegistryImage:getRegistryImage"] = fake_registry_image
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
         return f"{args.name}-id", {**args.inputs, **fake_outputs(args)}
@@ -167,7 +186,7 @@ class _Mocks(pulumi.runtime.Mocks):
         handler = MOCK_CALLS.get(args.token)
         if handler is None:
             raise AssertionError(f"the program invoked {args.token}, which the test harness does not mock")
-        return handler(args.args), None
+        return handler(args.args), []  # an empty failure list: MockMonitor iterates it
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

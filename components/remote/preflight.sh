@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # preflight.sh: refuse early, with the fix, when the server cannot host GlitchTip. Changes nothing.
 # Runs on: the server, from components/docker_host.py. Args: PORT MIN_MEM_MB MIN_DISK_GB.
-# Reads: /etc/os-release, /proc/meminfo, free space of /var/lib, listening sockets.
+# Reads: /etc/os-release, /proc/meminfo, free space of /var/lib/docker (or /var/lib), listening sockets.
 set -Eeuo pipefail
 [[ $(type -t log) == function ]] || source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -38,7 +38,9 @@ check_memory() {
 }
 
 check_disk() {
+  # Images and volumes live under /var/lib/docker: measure its filesystem once it exists.
   local need_gb=$1 dir=${DISK_CHECK_DIR:-/var/lib} have_kb
+  [ -n "${DISK_CHECK_DIR:-}" ] || [ ! -d /var/lib/docker ] || dir=/var/lib/docker
   have_kb=$(df -Pk "$dir" | awk 'NR == 2 {print $4}')
   [ $((have_kb / 1024 / 1024)) -ge "$need_gb" ] ||
     die "only $((have_kb / 1024 / 1024)) GiB free under $dir, images and data need ${need_gb} GiB: free disk space or grow the volume"

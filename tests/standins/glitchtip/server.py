@@ -34,6 +34,7 @@ def _read_chunked(rfile) -> bytes:  # type: ignore[no-untyped-def]
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive clients otherwise wait ~40 ms per answer (delayed ACK)
     server_version = "glitchtip-standin"
     sys_version = ""
     app: App  # set on the subclass made per server

@@ -16,6 +16,7 @@ that bite real users (shared/pulumi-traps.md):
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,9 +49,17 @@ def script_text(name: str) -> str:
     return (SCRIPTS / name).read_text()
 
 
+_BUNDLES = re.compile(r"^# Bundles: ([\w.-]+(?: [\w.-]+)*)$", re.MULTILINE)
+
+
 def bundle(name: str) -> str:
-    """lib.sh followed by the script: a self-contained program for `bash -c`."""
-    return f"{script_text(LIB)}\n# ---- {name} ----\n{script_text(name)}"
+    """lib.sh, the libraries the script names on a `# Bundles: a.sh b.sh` header line, then the
+    script: a self-contained program for `bash -c`."""
+    text = script_text(name)
+    found = _BUNDLES.search(text)
+    libs = found.group(1).split() if found else []
+    parts = [script_text(LIB), *(f"# ---- {lib} ----\n{script_text(lib)}" for lib in libs)]
+    return "\n".join(parts) + f"\n# ---- {name} ----\n{text}"
 
 
 def render_script(name: str, args: Sequence[str] = ()) -> str:

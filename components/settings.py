@@ -98,6 +98,15 @@ def memory_plan(mode: str, valkey: bool, exposure: str, budget_mb: int) -> dict[
     return plan
 
 
+def postgres_major(image: str) -> int | None:
+    """The major version a Postgres image reference's tag starts with (postgres:18.1@sha256:... -> 18)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    match = re.match(r"(\d+)", tag)
+    return int(match.group(1)) if match else None
+
+
 def _fail(key: str, problem: str) -> ConfigError:
     return ConfigError(f"Config key '{key}' {problem}")
 
@@ -162,6 +171,17 @@ def check_dsn(key: str, value: str) -> str:
     ):
         raise _fail(key, hint)
     return value.strip()
+
+
+def check_subnet(key: str, value: str) -> str:
+    """A private IPv4 subnet for the proxy's compose network, /16 to /28 (Caddy takes its second address)."""
+    try:
+        net = ipaddress.IPv4Network(value.strip())
+    except ValueError:
+        raise _fail(key, "must be a private IPv4 subnet such as 172.30.86.0/24 (network address, then /16 to /28).") from None
+    if not net.is_private or net.is_loopback or net.is_link_local or not 16 <= net.prefixlen <= 28:
+        raise _fail(key, "must be a private IPv4 subnet such as 172.30.86.0/24 (network address, then /16 to /28).")
+    return str(net)
 
 
 def check_cron(key: str, value: str) -> str:
@@ -274,6 +294,11 @@ class Settings:
     glitchtip_port: int
     exposure: str
     domain: str
+    caddy_image: str
+    acme_email: str
+    tls_internal: bool
+    proxy_subnet: str
+    firewall: bool
     memory_budget_mb: int
     memory_limits_mb: dict[str, int]
     retention_days: int
@@ -286,6 +311,16 @@ class Settings:
     backup_dir: str
     backup_schedule: str
     backup_retention_days: int
+    backup_offsite_command: pulumi.Output[str] | None
+    from_email: str
+    adopt_postgres_password: bool
+    organization_name: str
+    team_slug: str
+    project_name: str
+    project_platform: str
+    alerts: tuple[AlertRule, ...]
+    alert_webhook_url: str
+    uptime_monitors: tuple[tuple[str, str], ...]
 
     @property
     def glitchtip_url(self) -> str:
@@ -304,7 +339,10 @@ class Settings:
         defaults = project_defaults()
 
         def raw(key: str) -> Any:
-            value = config.get_object(key) if isinstance(defaults.get(key), list) else config.get(key)
+            try:
+                value = config.get_object(key) if isinstance(defaults.get(key), list) else config.get(key)
+            except pulumi.ConfigTypeError:
+                raise _fail(key, f"must be a list of strings, e.g. `pulumi config set --path '{key}[0]' ...`.") from None
             return defaults.get(key) if value is None else value
 
         def required(key: str, how: str) -> str:
@@ -380,6 +418,13 @@ class Settings:
         backup_retention = _integer("backupRetentionDays", raw("backupRetentionDays"))
         if not 1 <= backup_retention <= 3650:
             raise _fail("backupRetentionDays", "must be between 1 and 3650 days.")
+        offsite = str(raw("backupOffsiteCommand") or "").strip()
+        if len(offsite) > 2000 or re.search(r"[\n\r\x00]", offsite):
+            raise _fail("backupOffsiteCommand", "must be a single line of at most 2000 characters, such as rclone copy \"$1\" offsite:glitchtip/.")
+        install_dir = _path("installDir", str(raw("installDir")))
+        backup_dir = _path("backupDir", str(raw("backupDir")))
+        if backup_dir in ("/", install_dir):
+            raise _fail("backupDir", "must be a directory of its own, such as /var/backups/glitchtip (not / and not installDir).")
 
         email = required("adminEmail", "pulumi config set adminEmail you@example.com")
         if not _EMAIL.match(email) or email.lower().endswith(_UNUSABLE_EMAIL_TLDS):
@@ -388,6 +433,20 @@ class Settings:
         smtp_url = str(raw("smtpUrl") or "")
         if smtp_url and urlsplit(smtp_url).scheme not in ("smtp", "smtp+tls", "smtp+ssl", "consolemail"):
             raise _fail("smtpUrl", "must be an EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587.")
+        if re.search(r"[\s'\\$\x00]", smtp_url):  # it goes single-quoted into the server's .env
+            raise _fail("smtpUrl", "must not contain spaces, quotes, backslashes or $; percent-encode them (' is %27, $ is %24, a space %20).")
+
+        acme_email = str(raw("acmeEmail") or "") or email
+        if not _EMAIL.match(acme_email):
+            raise _fail("acmeEmail", "must be an email address such as admin@example.com, or empty to use adminEmail.")
+
+        from_email = str(raw("fromEmail") or "") or email
+        if not _EMAIL.match(from_email):
+            raise _fail("fromEmail", "must be an email address such as glitchtip@example.com, or empty to use adminEmail.")
+
+        postgres_image = _image("postgresImage", str(raw("postgresImage") or ""))
+        if postgres_image and not 14 <= (postgres_major(postgres_image) or 0) <= 99:
+            raise _fail("postgresImage", "must carry a tag that starts with its major version, 14 or newer (postgres:18.1@sha256:...): the data directory's layout depends on it.")
 
         docker_version = str(raw("dockerVersion"))
         if not _VERSION.match(docker_version):
@@ -407,26 +466,97 @@ class Settings:
             glitchtip_dsn=secret("glitchtipDsn", glitchtip_dsn_text) if glitchtip_dsn_text else None,
             glitchtip_version=version,
             glitchtip_image=_image("glitchtipImage", str(raw("glitchtipImage") or "")),
-            postgres_image=_image("postgresImage", str(raw("postgresImage") or "")),
+            postgres_image=postgres_image,
             valkey_image=_image("valkeyImage", str(raw("valkeyImage") or "")),
             server_mode=mode,
             valkey=valkey,
             glitchtip_port=check_port("glitchtipPort", raw("glitchtipPort")),
             exposure=exposure,
             domain=domain,
+            caddy_image=_image("caddyImage", str(raw("caddyImage") or "")),
+            acme_email=acme_email,
+            tls_internal=_boolean("tlsInternal", raw("tlsInternal")),
+            proxy_subnet=check_subnet("proxySubnet", str(raw("proxySubnet"))),
+            firewall=_boolean("firewall", raw("firewall")),
             memory_budget_mb=budget,
             memory_limits_mb=memory_plan(mode, valkey, exposure, budget),
             retention_days=retention,
             admin_email=email,
             smtp_url=secret("smtpUrl", smtp_url) if smtp_url else None,
-            install_dir=_path("installDir", str(raw("installDir"))),
+            install_dir=install_dir,
             docker_version=docker_version,
             uninstall_docker_on_destroy=_boolean("uninstallDockerOnDestroy", raw("uninstallDockerOnDestroy")),
             delete_data_on_destroy=_boolean("deleteDataOnDestroy", raw("deleteDataOnDestroy")),
-            backup_dir=_path("backupDir", str(raw("backupDir"))),
+            backup_dir=backup_dir,
             backup_schedule=check_cron("backupSchedule", str(raw("backupSchedule"))),
             backup_retention_days=backup_retention,
+            backup_offsite_command=pulumi.Output.secret(offsite) if offsite else None,
+            from_email=from_email,
+            adopt_postgres_password=_boolean("adoptPostgresPassword", raw("adoptPostgresPassword")),
+            organization_name=_name("organizationName", str(raw("organizationName"))),
+            team_slug=_slug("teamSlug", str(raw("teamSlug"))),
+            project_name=_name("projectName", str(raw("projectName"))),
+            project_platform=_slug("projectPlatform", str(raw("projectPlatform"))),
+            alerts=tuple(check_alert("alerts", a) for a in _strings("alerts", raw("alerts"))),
+            alert_webhook_url=_url("alertWebhookUrl", str(raw("alertWebhookUrl") or "")),
+            uptime_monitors=tuple(check_monitor("uptimeMonitors", m) for m in _strings("uptimeMonitors", raw("uptimeMonitors"))),
         )
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """An alert: more than `quantity` events within `minutes` (1 in 1 = every new issue)."""
+
+    name: str
+    quantity: int
+    minutes: int
+
+
+_ALERT_COUNT = re.compile(r"^(?P<name>[^:]{1,100}):\s*(?P<n>\d+) events? in (?P<m>\d+) minutes?$")
+_ALERT_NEW = re.compile(r"^(?P<name>[^:]{1,100}):\s*new issues?$")
+
+
+def check_alert(key: str, value: str) -> AlertRule:
+    """'NAME: N events in M minutes' or 'NAME: new issue'."""
+    text = " ".join(value.split())
+    if match := _ALERT_NEW.match(text):
+        return AlertRule(match["name"].strip(), 1, 1)
+    match = _ALERT_COUNT.match(text)
+    if not match or int(match["n"]) < 1 or not 1 <= int(match["m"]) <= 10080:
+        raise _fail(key, "entries must read 'NAME: N events in M minutes' (M up to 10080) or 'NAME: new issue'.")
+    return AlertRule(match["name"].strip(), int(match["n"]), int(match["m"]))
+
+
+def check_monitor(key: str, value: str) -> tuple[str, str]:
+    """'NAME=URL' with an http(s) URL."""
+    name, _, url = value.partition("=")
+    if not name.strip() or not re.fullmatch(r"https?://[^\s]+", url.strip()):
+        raise _fail(key, "entries must read 'NAME=https://app.example.com/health'.")
+    return name.strip(), url.strip()
+
+
+def _strings(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(key, f"must be a list of strings, e.g. `pulumi config set --path '{key}[0]' ...`.")
+    return value
+
+
+def _name(key: str, value: str) -> str:
+    if not 1 <= len(value.strip()) <= 64 or "\n" in value:
+        raise _fail(key, "must be a name of 1 to 64 characters.")
+    return value.strip()
+
+
+def _slug(key: str, value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,49}", value):
+        raise _fail(key, "must be 1-50 lowercase letters, digits, '-' or '_'.")
+    return value
+
+
+def _url(key: str, value: str) -> str:
+    if value and not re.fullmatch(r"https?://[^\s]+", value):
+        raise _fail(key, "must be an http(s) URL or empty.")
+    return value
 
 
 def _is_ip(value: str) -> bool:

@@ -23,6 +23,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from google.protobuf import json_format
+from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.settings import SETTINGS
@@ -141,7 +142,10 @@ def _walk_flags(value: Any) -> tuple[bool, bool]:
 
 
 def unwrap(value: Any) -> Any:
-    """The plain value with every secret wrapper removed (which ones were secret is kept apart)."""
+    """The plain value with every secret wrapper removed (which ones were secret is kept apart);
+    an unknown (preview) value becomes the engine's UNKNOWN string, so two runs compare equal."""
+    if isinstance(value, Unknown):
+        return UNKNOWN
     if isinstance(value, dict):
         if value.get(SECRET_SIG) == SECRET_VALUE:
             return unwrap(value.get("value"))
@@ -165,6 +169,32 @@ def fake_outputs(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
 
 # Extra computed outputs per resource type (dynamic providers register theirs here).
 MOCK_OUTPUTS: dict[str, Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]] = {}
+
+
+def _glitchtip_outputs(kind: str) -> Callable[[pulumi_mocks.MockResourceArgs], dict[str, Any]]:
+    """What the GlitchTip dynamic providers compute, made up deterministically per resource name."""
+
+    def outputs(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+        seed = hashlib.sha256(args.name.encode()).hexdigest()
+        slug = str(args.inputs.get("slug") or args.inputs.get("name") or "ai-admin").lower().replace(" ", "-")
+        return {
+            "ApiToken": {"token": seed, "tokenId": "1"},
+            "Organization": {"slug": slug, "orgId": "1"},
+            "Team": {"slug": slug, "teamId": "1"},
+            "Project": {"slug": slug, "projectId": "1", "keyId": seed[:8], "publicKey": seed[:32],
+                        "dsn": f"http://{seed[:32]}@127.0.0.1:{args.inputs.get('connection', {}).get('remotePort', 8000)}/1"},
+            "AlertRule": {"alertId": "1"},
+            "UptimeMonitor": {"monitorId": "1", "heartbeatUrl": f"http://127.0.0.1:8000/api/0/organizations/ai-admin/heartbeat_check/{seed[:8]}-{seed[8:12]}-4{seed[13:16]}-8{seed[17:20]}-{seed[20:32]}/"},
+        }[kind]
+
+    return outputs
+
+
+MOCK_TOKEN = hashlib.sha256(b"glitchtip-token").hexdigest()  # the program's ApiToken is named glitchtip-token
+
+for _kind in ("ApiToken", "Organization", "Team", "Project", "AlertRule", "UptimeMonitor"):
+    MOCK_OUTPUTS[f"pulumi-python:dynamic/glitchtip:{_kind}"] = _glitchtip_outputs(_kind)
+
 # Answers to invokes (function token -> result), e.g. registry digest lookups.
 MOCK_CALLS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
 
@@ -262,7 +292,7 @@ def run_program(
     outputs, secret_outputs = {}, set()
     for key, value in get_root_resource().outputs.items():
         output = pulumi.Output.from_input(value)
-        outputs[key] = _sync_await(output.future(with_unknowns=True))
+        outputs[key] = unwrap(_sync_await(output.future(with_unknowns=True)))
         if _sync_await(output.is_secret()):
             secret_outputs.add(key)
     return Program(monitor.registrations, outputs, secret_outputs, error)

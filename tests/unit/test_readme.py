@@ -31,7 +31,7 @@ def test_config_table_has_one_row_per_key_with_its_default():
             continue
         default = spec["default"]
         shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
-        shown = "[]" if shown == [] else shown
+        shown = (", ".join(shown) or "[]") if isinstance(shown, list) else shown
         shown = '""' if shown == "" else shown
         assert rows[key] == f"`{shown}`", f"README shows {rows[key]} as {key}'s default, Pulumi.yaml says {default!r}"
 

@@ -64,6 +64,13 @@ CASES = [
     (dict(dockerVersion="latest"), "dockerVersion", "28.5.2"),
     (dict(valkey="maybe"), "valkey", "true or false"),
     (dict(deleteDataOnDestroy="yes"), "deleteDataOnDestroy", "true or false"),
+    (dict(alerts=["Critical: lots of events"]), "alerts", "'NAME: N events in M minutes'"),
+    (dict(alerts=["Slow: 5 events in 99999 minutes"]), "alerts", "M up to 10080"),
+    (dict(alerts="new issue"), "alerts", "list of strings"),
+    (dict(uptimeMonitors=["api https://x.example.com"]), "uptimeMonitors", "NAME=https://"),
+    (dict(alertWebhookUrl="hooks.example.com/x"), "alertWebhookUrl", "http(s) URL"),
+    (dict(teamSlug="Ops Team"), "teamSlug", "lowercase letters"),
+    (dict(projectName=""), "projectName", "1 to 64 characters"),
 ]
 
 
@@ -145,6 +152,12 @@ def test_cron_schedule_parsing():
     for bad in ("0 2 * * 8", "0 24 * * *", "0 5-3 * * *", "0 2 */0 * *", "@daily"):
         with pytest.raises(ConfigError):
             check_cron("backupSchedule", bad)
+
+
+def test_alert_and_monitor_entries_parse():
+    assert settings_module.check_alert("alerts", "Critical Errors: 10 events in 60 minutes") == settings_module.AlertRule("Critical Errors", 10, 60)
+    assert settings_module.check_alert("alerts", "New Issues:  new issue") == settings_module.AlertRule("New Issues", 1, 1)
+    assert settings_module.check_monitor("m", "api = https://api.example.com/health") == ("api", "https://api.example.com/health")
 
 
 def test_dsn_check_accepts_sentry_and_glitchtip_forms():

@@ -1,0 +1,1 @@
+"""Operator tools: verify_capture, load_test, status (shared code in _common)."""

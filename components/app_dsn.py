@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from .remote import Step, run_script
+from .remote import Step, component_depends_on, run_script
 from .settings import DSN_TARGETS, ConfigError
 
 
@@ -101,8 +101,7 @@ class AppDsn(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AppDsnArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("glitchtip:index:AppDsn", name, None, opts)
-        given = opts.depends_on if opts and opts.depends_on else []
-        depends_on = [*args.depends_on, *([given] if isinstance(given, pulumi.Resource) else given)]
+        depends_on = [*args.depends_on, *component_depends_on(opts)]
         apps = ",".join(args.pm2_apps)
         # Both targets take the same inputs, so a flip changes this step's values, never its graph.
         cutover = args.target == "glitchtip"

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from .remote import LIB, Step, run_script, script_text
+from .remote import LIB, Step, component_depends_on, run_script, script_text
 from .settings import ConfigError, Settings, check_cron, cron_hours
 
 CRON_FILE = "/etc/cron.d/glitchtip-backup"
@@ -226,7 +226,7 @@ class BackupJob(pulumi.ComponentResource):
                 (args.install_dir, args.cron_file, "delete" if args.delete_data_on_destroy else "keep"),
             ),
             secret=True,  # reads the heartbeat URL and the off-site command on stdin
-            depends_on=_dependencies(opts),
+            depends_on=component_depends_on(opts),
         )
         self.backup_dir = pulumi.Output.from_input(args.backup_dir)
         self.backup_script = pulumi.Output.from_input(args.backup_script)
@@ -240,11 +240,3 @@ class BackupJob(pulumi.ComponentResource):
                 "cron_file": self.cron_file,
             }
         )
-
-
-def _dependencies(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
-    """The component's depends_on, for its child (pulumi-traps 9: children do not inherit it)."""
-    value = opts.depends_on if opts else None
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]

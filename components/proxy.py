@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from .remote import Step, run_script
+from .remote import Step, component_depends_on, run_script
 from .settings import Settings
 
 SERVICE = "caddy"
@@ -263,7 +263,7 @@ class Exposure(pulumi.ComponentResource):
     def __init__(self, name: str, args: ExposureArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("glitchtip:index:Exposure", name, None, opts)
         settings = args.settings
-        depends_on = list(_as_list(opts.depends_on if opts else None))
+        depends_on = component_depends_on(opts)
         self.steps = []
         self.ui_tunnel = pulumi.Output.from_input(ui_tunnel(settings))
         self.dns = pulumi.Output.from_input("n/a")
@@ -301,11 +301,3 @@ class Exposure(pulumi.ComponentResource):
         self.register_outputs(
             {"ui_tunnel": self.ui_tunnel, "ui_url": self.ui_url, "dns": self.dns, "firewall": self.firewall}
         )
-
-
-def _as_list(value: object) -> list[pulumi.Resource]:
-    if value is None:
-        return []
-    if isinstance(value, pulumi.Resource):
-        return [value]
-    return list(value)  # type: ignore[arg-type]

@@ -87,6 +87,19 @@ def parse_command(command: str) -> tuple[str, list[str]]:
     return words[3], words[4:]
 
 
+def component_depends_on(opts: pulumi.ResourceOptions | None) -> list[pulumi.Resource]:
+    """A component's own depends_on, to hand to its remote steps: children do not inherit it
+    (pulumi-traps 9), and a step that ran before its component's dependencies would be wrong."""
+    value = opts.depends_on if opts else None
+    if value is None:
+        return []
+    if isinstance(value, pulumi.Resource):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError("depends_on must be a resource or a list of resources")
+
+
 def connection_args(
     *, host: str, port: int, user: str, host_key: str, private_key: pulumi.Input[str]
 ) -> remote.ConnectionArgs:

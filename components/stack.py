@@ -34,7 +34,7 @@ import yaml
 from pulumi_command import remote
 
 from .proxy import DEFAULT_IMAGE as DEFAULT_CADDY_IMAGE, ProxySpec, add_to_compose
-from .remote import Step, run_script
+from .remote import Step, component_depends_on, run_script
 from .secrets import GlitchTipSecrets
 from .settings import Settings, postgres_major
 
@@ -409,7 +409,7 @@ class GlitchTipStack(pulumi.ComponentResource):
     def __init__(self, name: str, args: GlitchTipStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("glitchtip:index:GlitchTipStack", name, None, opts)
         settings = args.settings
-        depends_on = _as_list(opts.depends_on if opts else None)
+        depends_on = component_depends_on(opts)
 
         images: dict[str, pulumi.Output[str]] = {
             "glitchtip": pinned_image(
@@ -483,13 +483,3 @@ class GlitchTipStack(pulumi.ComponentResource):
                 "containers": self.containers,
             }
         )
-
-
-def _as_list(value: object) -> list[pulumi.Resource]:
-    if value is None:
-        return []
-    if isinstance(value, pulumi.Resource):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise TypeError("GlitchTipStack's depends_on must be a resource or a list of resources")

@@ -23,25 +23,10 @@ if bad:
     sys.exit("install-proxy.sh: %s overlaps %s" % (want, ", ".join(sorted(bad))))
 '
 
-port_in_use() {
-  local port=$1 hex
-  if command -v ss >/dev/null 2>&1; then
-    ss -Hltn "sport = :$port" | grep -q .
-  else
-    hex=$(printf '%04X' "$port")
-    awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-  fi
-}
-
-ours_on_port() {
-  command -v docker >/dev/null 2>&1 &&
-    [ -n "$(docker ps -q --filter "publish=$1" --filter "label=com.docker.compose.project=$PROJECT" 2>/dev/null)" ]
-}
-
 check_ports() {
   local port
   for port in 80 443; do
-    if port_in_use "$port" && ! ours_on_port "$port"; then
+    if port_in_use "$port" && ! compose_publishes "$port" "$PROJECT"; then
       die "port $port is already taken by another program (see: ss -ltnp 'sport = :$port'); Caddy needs 80 and 443: stop that program (or move it behind Caddy), or use exposure=tunnel"
     fi
   done

@@ -74,3 +74,20 @@ wait_healthy() {
     sleep 1
   done
 }
+
+# port_in_use PORT: something listens on TCP PORT (ss, or /proc/net/tcp* without iproute2).
+port_in_use() {
+  local port=$1 hex
+  if command -v ss >/dev/null 2>&1; then
+    ss -Hltn "sport = :$port" | grep -q .
+  else
+    hex=$(printf '%04X' "$port")
+    awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+  fi
+}
+
+# compose_publishes PORT PROJECT: a container of compose project PROJECT publishes PORT.
+compose_publishes() {
+  command -v docker >/dev/null 2>&1 &&
+    [ -n "$(docker ps -q --filter "publish=$1" --filter "label=com.docker.compose.project=$2" 2>/dev/null)" ]
+}

@@ -47,26 +47,10 @@ check_disk() {
   echo "disk_free_gb=$((have_kb / 1024 / 1024))"
 }
 
-port_in_use() {
-  local port=$1 hex
-  if command -v ss >/dev/null 2>&1; then
-    ss -Hltn "sport = :$port" | grep -q .
-  else
-    hex=$(printf '%04X' "$port")
-    awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p {found = 1} END {exit !found}' /proc/net/tcp /proc/net/tcp6 2>/dev/null
-  fi
-}
-
-ours_on_port() {
-  local port=$1
-  command -v docker >/dev/null 2>&1 &&
-    [ -n "$(docker ps -q --filter "publish=$port" --filter "label=com.docker.compose.project=glitchtip" 2>/dev/null)" ]
-}
-
 check_port() {
   local port=$1
   if port_in_use "$port"; then
-    ours_on_port "$port" || die "port $port is already taken by another program: free it or choose another glitchtipPort"
+    compose_publishes "$port" glitchtip || die "port $port is already taken by another program: free it or choose another glitchtipPort"
     echo "port=$port (ours)"
   else
     echo "port=$port (free)"

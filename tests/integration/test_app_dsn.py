@@ -47,7 +47,10 @@ FRESH_APP = f"cd {APP_DIR} && pm2 delete all >/dev/null 2>&1; env -u SENTRY_DSN 
 # ---------------------------------------------------------------------------- helpers
 
 
-def program_for(testhost, target: str, glitchtip_dsn: str | None = None) -> Program:
+def program_for(testhost, target: str, glitchtip_dsn: str | None = None, token: str = "") -> Program:
+    """The program's stack and AppDsn aimed at the test server. The API token the program
+    wires from its provisioned project is a mock value here: the cutover gets `token`
+    instead (empty: the gate checks ingest only; see with_token)."""
     config = prod_config(
         host=testhost.address,
         sshHostKey=testhost.host_key,
@@ -62,7 +65,8 @@ def program_for(testhost, target: str, glitchtip_dsn: str | None = None) -> Prog
     )
     program = run_program(config)
     assert program.error is None, program.error
-    return program.only("glitchtip", "app-dsn")
+    program = program.only("glitchtip", "app-dsn")
+    return with_token(program, token) if target == "glitchtip" else program
 
 
 def with_token(program: Program, token: str) -> Program:
@@ -290,7 +294,7 @@ def test_cutover_when_pm2_saved_the_old_dsn(host, engine, original, glitchtip, e
 
 def test_gate_with_a_token_finds_its_test_event_through_the_api(host, engine, glitchtip):
     only(engine.up(program_for(host, "sentry")), "app-dsn-set", "update")
-    step = only(engine.up(with_token(program_for(host, "glitchtip", glitchtip["dsn"]), glitchtip["token"])), "app-dsn-set", "update")
+    step = only(engine.up(program_for(host, "glitchtip", glitchtip["dsn"], glitchtip["token"])), "app-dsn-set", "update")
     assert "visible=yes" in step.stdout
     event_id = step.stdout.split("event=")[1].split()[0]
     assert glitchtip["api"].request("GET", f"/api/0/projects/acme/ai-admin/events/{event_id}/").status == 200

@@ -33,7 +33,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `components` and `scripts` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts._common import EXIT_OK, EXIT_PROBLEM, ToolError, human_duration, load_target, run_main, ssh_runner  # noqa: E402
+from scripts._common import (  # noqa: E402
+    EXIT_OK,
+    EXIT_PROBLEM,
+    ToolError,
+    add_ssh_args,
+    human_duration,
+    load_target,
+    run_main,
+    ssh_runner,
+)
 
 TOOL = "restore_drill"
 OUTPUT_RESTORE_SCRIPT = "restoreScript"
@@ -64,15 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "else installDir/bin/restore.sh]")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds the drill may take (default 3600)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
-    ssh = parser.add_argument_group("SSH to the server (default: the stack's config)")
-    ssh.add_argument("--ssh-host", help="server address [GLITCHTIP_SSH_HOST; config host]")
-    ssh.add_argument("--ssh-port", type=int, help="[GLITCHTIP_SSH_PORT; config sshPort]")
-    ssh.add_argument("--ssh-user", help="[GLITCHTIP_SSH_USER; config sshUser]")
-    ssh.add_argument("--ssh-host-key", help="the server's pinned host key, 'ssh-ed25519 AAAA...' [GLITCHTIP_SSH_HOST_KEY; config sshHostKey]")
-    ssh.add_argument("--ssh-key-file", help="private key file [GLITCHTIP_SSH_KEY_FILE; config sshPrivateKey / sshPrivateKeyPath]")
-    stack = parser.add_argument_group("Pulumi")
-    stack.add_argument("--stack", help="Pulumi stack to read (default: the selected one)")
-    stack.add_argument("--no-pulumi", action="store_true", help="do not run the pulumi CLI [GLITCHTIP_NO_PULUMI=1]")
+    add_ssh_args(parser)
     args = parser.parse_args(argv)
     if args.set and not _SET.match(args.set):
         parser.error(f"--set {args.set!r} is not a set name (glitchtip-YYYYMMDDTHHMMSSZ[-final]; see restore.sh --list)")

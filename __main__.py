@@ -8,10 +8,11 @@ from components.docker_host import DockerHost, DockerHostArgs
 from components.glitchtip.provisioning import AlertSpec, GlitchTipProject, GlitchTipProjectArgs, MonitorSpec
 from components.glitchtip.resources import AlertRecipient, ApiAccess
 from components.proxy import Exposure, ExposureArgs
+from components.relay import Relay, RelayArgs
 from components.remote import connection_args
 from components.secrets import GlitchTipSecrets
 from components.settings import Settings
-from components.stack import GlitchTipStack, GlitchTipStackArgs
+from components.stack import GlitchTipStack, GlitchTipStackArgs, relay_spec
 
 settings = Settings.load()  # every config error is one clear sentence, before any resource
 connection = connection_args(
@@ -81,6 +82,21 @@ backup = BackupJob(  # nightly sets, restore-checked, heartbeat to GlitchTip; on
     BackupJobArgs.from_settings(settings, connection, heartbeat_url=project.heartbeat_url),
     opts=pulumi.ResourceOptions(depends_on=[stack]),
 )
+relay = None
+if settings.dsn_target == "dual":  # the parallel run: every envelope to Sentry SaaS, a byte-identical copy to GlitchTip
+    relay = Relay(
+        "relay",
+        RelayArgs(
+            connection=connection,
+            install_dir=settings.install_dir,
+            spec=relay_spec(settings),
+            image=stack.images.apply(lambda refs: refs["relay"]),
+            memory_limit_mb=settings.memory_limits_mb["relay"],
+            sentry_dsn=settings.sentry_dsn,
+            glitchtip_dsn=settings.glitchtip_dsn or project.dsn,
+            depends_on=[stack, project],
+        ),
+    )
 app_dsn = AppDsn(  # the cutover: dsnTarget flips the app's SENTRY_DSN; destroy puts the original back first
     "app-dsn",
     AppDsnArgs(
@@ -93,7 +109,8 @@ app_dsn = AppDsn(  # the cutover: dsnTarget flips the app's SENTRY_DSN; destroy 
         glitchtip_url=settings.glitchtip_url,
         pm2_apps=settings.app_pm2_apps,
         restart_command=settings.app_restart_command,
-        depends_on=[stack],
+        relay_port=settings.relay_port,
+        depends_on=[stack, *([relay] if relay else [])],
     ),
 )
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
+from .relay import relay_dsn
 from .remote import Step, component_depends_on, run_script
 from .settings import DSN_TARGETS, ConfigError
 
@@ -42,7 +43,7 @@ class AppDsnArgs:
     env_file: str
     """The app's dotenv file on the server (appEnvFile)."""
     target: str
-    """Where the app reports: sentry | glitchtip (dsnTarget)."""
+    """Where the app reports: sentry | glitchtip | dual (dsnTarget; dual: the relay on 127.0.0.1:relay_port)."""
     sentry_dsn: pulumi.Input[str]
     """The app's Sentry DSN (secret): the rollback target, and what the app must use before the first apply."""
     glitchtip_dsn: pulumi.Input[str] | None
@@ -58,23 +59,26 @@ class AppDsnArgs:
     restart_command: str = ""
     """A command that replaces the PM2 restart (appRestartCommand), run in the env file's directory."""
     depends_on: Sequence[pulumi.Resource] = ()
-    """What must be up before the DSN may point at GlitchTip, and outlive the restore on destroy: the GlitchTip stack."""
+    """What must be up before the DSN may point at GlitchTip, and outlive the restore on destroy: the GlitchTip stack
+    (and, with dual, the relay)."""
+    relay_port: int = 9010
+    """relayPort: with target dual the app's DSN is http://<SAAS_KEY>@127.0.0.1:<relay_port>/<SAAS_PROJECT_ID>."""
 
     def __post_init__(self) -> None:
         if self.target not in DSN_TARGETS:
             raise ConfigError(f"Config key 'dsnTarget' must be one of {', '.join(DSN_TARGETS)}; set it with `pulumi config set dsnTarget sentry`.")
-        if self.target == "glitchtip" and self.glitchtip_dsn is None:
+        if self.target in ("glitchtip", "dual") and self.glitchtip_dsn is None:
             raise ConfigError(
                 "Config key 'glitchtipDsn' is required while dsnTarget is glitchtip and no provisioned project provides the DSN;"
                 " set it with `pulumi config set --secret glitchtipDsn http://KEY@127.0.0.1:8000/1`."
             )
 
 
-def render_stdin(dsn: str, sentry_dsn: str, api_token: str | None = None) -> str:
-    """What set-dsn.sh reads on stdin: DSN=, SENTRY_DSN= and optionally API_TOKEN= lines."""
+def render_stdin(dsn: str, sentry_dsn: str, api_token: str | None = None, glitchtip_dsn: str | None = None) -> str:
+    """What set-dsn.sh reads on stdin: DSN=, SENTRY_DSN= and optionally API_TOKEN= and (dual) GLITCHTIP_DSN= lines."""
     if not dsn or not sentry_dsn:
         raise ValueError(f"set-dsn.sh needs {'the target DSN' if not dsn else 'the Sentry DSN'}: the value is empty")
-    fields = {"DSN": dsn, "SENTRY_DSN": sentry_dsn, "API_TOKEN": api_token or ""}
+    fields = {"DSN": dsn, "SENTRY_DSN": sentry_dsn, "API_TOKEN": api_token or "", "GLITCHTIP_DSN": glitchtip_dsn or ""}
     for key, value in fields.items():
         if re.search(r"[\s\x00]", value):
             raise ValueError(f"{key} for set-dsn.sh must be one line without blanks")
@@ -104,10 +108,16 @@ class AppDsn(pulumi.ComponentResource):
         depends_on = [*args.depends_on, *component_depends_on(opts)]
         apps = ",".join(args.pm2_apps)
         # Both targets take the same inputs, so a flip changes this step's values, never its graph.
-        cutover = args.target == "glitchtip"
-        stdin = pulumi.Output.all(args.glitchtip_dsn, args.sentry_dsn, args.api_token).apply(
-            lambda v: render_stdin(v[0], v[1], v[2]) if cutover else render_stdin(v[1], v[1])
-        )
+        target, port = args.target, args.relay_port
+
+        def stdin_for(v: list) -> str:
+            if target == "glitchtip":
+                return render_stdin(v[0], v[1], v[2])
+            if target == "dual":  # the relay's DSN; the gate proves both paths (GlitchTip's key first)
+                return render_stdin(relay_dsn(v[1], port), v[1], v[2], v[0])
+            return render_stdin(v[1], v[1])
+
+        stdin = pulumi.Output.all(args.glitchtip_dsn, args.sentry_dsn, args.api_token).apply(stdin_for)
         self.step = run_script(
             f"{name}-set",
             Step("set-dsn.sh", (args.env_file, args.target, args.glitchtip_url, apps, args.restart_command)),

@@ -30,7 +30,7 @@ from pulumi.runtime.config import is_config_secret
 PROJECT = "glitchtip-migration"
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "Pulumi.yaml"
 
-DSN_TARGETS = ("sentry", "glitchtip")
+DSN_TARGETS = ("sentry", "glitchtip", "dual")
 EXPOSURES = ("tunnel", "tls")
 SERVER_MODES = ("all-in-one", "split")
 HOST_KEY_TYPES = (
@@ -51,6 +51,7 @@ MEMORY_FLOOR_MB = {
     "postgres": 192,
     "valkey": 64,
     "caddy": 64,
+    "relay": 32,  # nginx mirroring envelopes during the parallel run (dsnTarget=dual): 8 MB + 5-12 MB per worker
 }
 
 
@@ -70,26 +71,28 @@ def declared_keys() -> list[str]:
     return list(yaml.safe_load(PROJECT_FILE.read_text())["config"])
 
 
-def services_for(mode: str, valkey: bool, exposure: str) -> list[str]:
-    """The compose services a configuration runs, in start order."""
+def services_for(mode: str, valkey: bool, exposure: str, relay: bool = False) -> list[str]:
+    """The compose services a configuration runs, in start order (relay: dsnTarget is dual)."""
     services = ["postgres"]
     if valkey:
         services.append("valkey")
     services += ["glitchtip"] if mode == "all-in-one" else ["migrate", "web", "worker"]
     if exposure == "tls":
         services.append("caddy")
+    if relay:
+        services.append("relay")
     return services
 
 
-def memory_plan(mode: str, valkey: bool, exposure: str, budget_mb: int) -> dict[str, int]:
+def memory_plan(mode: str, valkey: bool, exposure: str, budget_mb: int, relay: bool = False) -> dict[str, int]:
     """Split the memory budget into per-service limits (MiB) whose sum is <= budget_mb.
 
-    Small helpers (Valkey, Caddy) get their floor; the rest of the budget goes to
+    Small helpers (Valkey, Caddy, the dual relay) get their floor; the rest of the budget goes to
     GlitchTip and Postgres in proportion to their floors, rounded down to 16 MiB.
     """
-    services = services_for(mode, valkey, exposure)
+    services = services_for(mode, valkey, exposure, relay)
     plan = {s: MEMORY_FLOOR_MB[s] for s in services}
-    growable = [s for s in services if s not in ("valkey", "caddy")]
+    growable = [s for s in services if s not in ("valkey", "caddy", "relay")]
     spare = budget_mb - sum(plan.values())
     weight = sum(MEMORY_FLOOR_MB[s] for s in growable)
     for service in growable:
@@ -284,6 +287,8 @@ class Settings:
     app_restart_command: str
     sentry_dsn: pulumi.Output[str]
     dsn_target: str
+    relay_port: int
+    relay_image: str
     glitchtip_dsn: pulumi.Output[str] | None
     glitchtip_version: str
     glitchtip_image: str
@@ -407,10 +412,16 @@ class Settings:
             if "." not in domain or not _HOSTNAME.match(domain) or _is_ip(domain):
                 raise _fail("domain", "must be a DNS name (not an IP) that resolves to the server, such as glitchtip.example.com.")
 
+        dsn_target = _choice("dsnTarget", str(raw("dsnTarget")), DSN_TARGETS)
+        relay = dsn_target == "dual"
+        glitchtip_port = check_port("glitchtipPort", raw("glitchtipPort"))
+        relay_port = check_port("relayPort", raw("relayPort"))
+        if relay_port == glitchtip_port:
+            raise _fail("relayPort", f"must differ from glitchtipPort ({glitchtip_port}); set it with `pulumi config set relayPort 9010`.")
         budget = _integer("memoryBudgetMb", raw("memoryBudgetMb"))
-        floor = sum(MEMORY_FLOOR_MB[s] for s in services_for(mode, valkey, exposure))
+        floor = sum(MEMORY_FLOOR_MB[s] for s in services_for(mode, valkey, exposure, relay))
         if budget < floor:
-            raise _fail("memoryBudgetMb", f"must be at least {floor} for this stack ({mode}{', valkey' if valkey else ''}{', tls' if exposure == 'tls' else ''}); raise it or choose a smaller stack.")
+            raise _fail("memoryBudgetMb", f"must be at least {floor} for this stack ({mode}{', valkey' if valkey else ''}{', tls' if exposure == 'tls' else ''}{', relay' if relay else ''}); raise it or choose a smaller stack.")
 
         retention = _integer("retentionDays", raw("retentionDays"))
         if not 1 <= retention <= 3650:
@@ -462,7 +473,9 @@ class Settings:
             app_pm2_apps=tuple(apps),
             app_restart_command=restart,
             sentry_dsn=secret("sentryDsn", sentry_dsn),
-            dsn_target=_choice("dsnTarget", str(raw("dsnTarget")), DSN_TARGETS),
+            dsn_target=dsn_target,
+            relay_port=relay_port,
+            relay_image=_image("relayImage", str(raw("relayImage") or "")),
             glitchtip_dsn=secret("glitchtipDsn", glitchtip_dsn_text) if glitchtip_dsn_text else None,
             glitchtip_version=version,
             glitchtip_image=_image("glitchtipImage", str(raw("glitchtipImage") or "")),
@@ -470,7 +483,7 @@ class Settings:
             valkey_image=_image("valkeyImage", str(raw("valkeyImage") or "")),
             server_mode=mode,
             valkey=valkey,
-            glitchtip_port=check_port("glitchtipPort", raw("glitchtipPort")),
+            glitchtip_port=glitchtip_port,
             exposure=exposure,
             domain=domain,
             caddy_image=_image("caddyImage", str(raw("caddyImage") or "")),
@@ -479,7 +492,7 @@ class Settings:
             proxy_subnet=check_subnet("proxySubnet", str(raw("proxySubnet"))),
             firewall=_boolean("firewall", raw("firewall")),
             memory_budget_mb=budget,
-            memory_limits_mb=memory_plan(mode, valkey, exposure, budget),
+            memory_limits_mb=memory_plan(mode, valkey, exposure, budget, relay),
             retention_days=retention,
             admin_email=email,
             smtp_url=secret("smtpUrl", smtp_url) if smtp_url else None,

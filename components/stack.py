@@ -33,6 +33,7 @@ import pulumi_docker as docker
 import yaml
 from pulumi_command import remote
 
+from . import relay as relay_
 from .proxy import DEFAULT_IMAGE as DEFAULT_CADDY_IMAGE, ProxySpec, add_to_compose
 from .remote import Step, component_depends_on, run_script
 from .secrets import GlitchTipSecrets
@@ -49,6 +50,7 @@ DEFAULT_IMAGES = {
     "postgres": "postgres:18.1",
     "valkey": "valkey/valkey:8.1",
     "caddy": DEFAULT_CADDY_IMAGE,
+    "relay": relay_.DEFAULT_IMAGE,
 }
 REGISTRY_LOOKUP = "docker:index/getRegistryImage:getRegistryImage"
 ENV_KEYS = ("SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL", "EMAIL_URL")
@@ -76,6 +78,7 @@ class Images:
     postgres: str
     valkey: str | None = None
     caddy: str | None = None
+    relay: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ class ComposeSpec:
             from_email=settings.from_email,
             retention_days=settings.retention_days,
             memory_limits_mb=dict(settings.memory_limits_mb),
-            memory_budget_mb=settings.memory_budget_mb,
+            # dual: the relay's share runs in its own compose project (components/relay.py), which carries it
+            memory_budget_mb=settings.memory_budget_mb - settings.memory_limits_mb.get("relay", 0),
             proxy=ProxySpec.from_settings(settings) if settings.exposure == "tls" else None,
         )
 
@@ -124,6 +128,15 @@ class ComposeSpec:
     def app_services(self) -> list[str]:
         """The services running GlitchTip's code, the one serving HTTP first."""
         return ["glitchtip"] if self.server_mode == "all-in-one" else ["web", "worker", "migrate"]
+
+
+def relay_spec(settings: Settings) -> relay_.RelaySpec:
+    """The relay's facts for dsnTarget=dual (its own compose project, components/relay.py: never in compose.yaml)."""
+    return relay_.RelaySpec(
+        port=settings.relay_port,
+        upstream_service="glitchtip" if settings.server_mode == "all-in-one" else "web",
+        glitchtip_port=settings.glitchtip_port,
+    )
 
 
 def postgres_layout(image: str) -> tuple[str, str]:
@@ -400,7 +413,7 @@ class GlitchTipStack(pulumi.ComponentResource):
     compose_yaml: pulumi.Output[str]
     """The rendered compose.yaml (no secrets)."""
     images: pulumi.Output[dict]
-    """The digest-pinned image of each component: glitchtip, postgres[, valkey][, caddy]."""
+    """The digest-pinned image of each component: glitchtip, postgres[, valkey][, caddy][, relay]."""
     containers: pulumi.Output[dict]
     """Container id of each running service after the deploy."""
     deploy: remote.Command
@@ -421,6 +434,8 @@ class GlitchTipStack(pulumi.ComponentResource):
             images["valkey"] = pinned_image(settings.valkey_image, DEFAULT_IMAGES["valkey"], self)
         if settings.exposure == "tls":
             images["caddy"] = pinned_image(settings.caddy_image, DEFAULT_IMAGES["caddy"], self)
+        if settings.dsn_target == "dual":
+            images["relay"] = pinned_image(settings.relay_image, DEFAULT_IMAGES["relay"], self)
         self.images = pulumi.Output.all(**images)
         self.compose_yaml = self.images.apply(lambda refs: render_compose(ComposeSpec.from_settings(settings, Images(**refs))))
 

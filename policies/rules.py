@@ -83,8 +83,11 @@ DEPLOY_SCRIPT = "deploy-stack.sh"
 BACKUP_SCRIPT = "install-backup.sh"
 DOCKER_SCRIPT = "install-docker.sh"
 DSN_SCRIPT = "set-dsn.sh"
+RELAY_SCRIPT = "install-relay.sh"
+"""dsnTarget=dual: the relay's own compose project; its compose.yaml is the last argument too."""
+COMPOSE_SCRIPTS = (DEPLOY_SCRIPT, RELAY_SCRIPT)
 
-KNOWN_SERVICES = frozenset({"postgres", "valkey", "glitchtip", "migrate", "web", "worker", "caddy"})
+KNOWN_SERVICES = frozenset({"postgres", "valkey", "glitchtip", "migrate", "web", "worker", "caddy", "relay"})
 """The design's compose services: only these names ever appear in a message."""
 GLITCHTIP_SERVICES = frozenset({"glitchtip", "migrate", "web", "worker"})
 REGISTRATION_FLAGS = ("ENABLE_USER_REGISTRATION", "ENABLE_ORGANIZATION_CREATION")
@@ -357,13 +360,14 @@ COMPOSE_INVALID = object()
 def compose_of(props: Mapping[str, Any]) -> Any:
     """The Compose of a deploy step, or one of NOT_A_DEPLOY, CREATE_UNKNOWN, COMPOSE_UNKNOWN, COMPOSE_INVALID.
 
-    compose.yaml is deploy-stack.sh's last argument; when it is not there, stdin's
-    COMPOSE_B64 line (older renders). An unknown stdin then means "cannot check".
+    compose.yaml is deploy-stack.sh's (or, for the dual relay's own project,
+    install-relay.sh's) last argument; when it is not there, stdin's COMPOSE_B64 line
+    (older renders). An unknown stdin then means "cannot check".
     """
     step = step_of(props)
     if step is UNKNOWN:
         return CREATE_UNKNOWN
-    if step is None or step.script != DEPLOY_SCRIPT:
+    if step is None or step.script not in COMPOSE_SCRIPTS:
         return NOT_A_DEPLOY
     stdin = props.get("stdin")
     document = _compose_document(step.args[-1]) if step.args else None
@@ -997,7 +1001,7 @@ def _is_loopback_host(host: str | None) -> bool:
 
 
 def validate_app_dsn_gated(args: StackValidationArgs, report: ReportViolation) -> None:
-    """A cutover to GlitchTip (set-dsn.sh TARGET=glitchtip) cannot happen ungated.
+    """A cutover to GlitchTip (set-dsn.sh TARGET=glitchtip) or to the parallel run (TARGET=dual) cannot happen ungated.
 
     The gate is a step of set-dsn.sh itself (components/remote/set-dsn.sh `gate`): before
     the app's env file changes it checks GLITCHTIP_URL's /_health/ and sends a test event
@@ -1005,11 +1009,16 @@ def validate_app_dsn_gated(args: StackValidationArgs, report: ReportViolation) -
     So the rule checks what makes that gate meaningful: the program that runs still calls
     it; the step waits for the stack's deploy (the gate checks a running GlitchTip, not a
     half-deployed one); GLITCHTIP_URL is this stack's GlitchTip (loopback, or its https
-    domain); and the DSN on stdin belongs to it. A rollback (TARGET=sentry) is never gated.
+    domain); and the DSN on stdin belongs to it. With TARGET=dual the app's DSN is the
+    relay's: the step must also wait for the relay step (install-relay.sh), the DSN must be
+    http://KEY@127.0.0.1:<the relay's PORT>/PROJECT_ID, and GLITCHTIP_DSN= (where the relay
+    copies to, which the gate proves first) must belong to this stack's GlitchTip.
+    A rollback (TARGET=sentry) is never gated.
     """
     resources = stack_resources(args)
     by_urn = {r.urn: r for r in resources}
     deploys = _steps(resources, DEPLOY_SCRIPT)
+    relays = _steps(resources, RELAY_SCRIPT)
     domains = set()
     for deploy, _ in deploys:
         compose = compose_of(deploy.props)
@@ -1020,14 +1029,35 @@ def validate_app_dsn_gated(args: StackValidationArgs, report: ReportViolation) -
     domains.discard(None)
     skips = Skips()
     for resource, step in _steps(resources, DSN_SCRIPT):
-        if len(step.args) < 2 or step.args[1] != "glitchtip":
+        if len(step.args) < 2 or step.args[1] not in ("glitchtip", "dual"):
             continue
+        target = step.args[1]
+        waits_for = depends_on(resource, by_urn)
         if not (_GATE_DEFINED.search(step.program) and _GATE_CALLED.search(step.program)):
-            report("The cutover to glitchtip must run set-dsn.sh's gate before the app's DSN changes.", resource.urn)
+            if target == "dual":
+                report("The switch to dual must run set-dsn.sh's gate before the app's DSN changes.", resource.urn)
+            else:
+                report("The cutover to glitchtip must run set-dsn.sh's gate before the app's DSN changes.", resource.urn)
         if not deploys:
-            report("An AppDsn aimed at glitchtip must have a GlitchTip stack (deploy-stack.sh) to cut over to.", resource.urn)
-        elif not {d.urn for d, _ in deploys} & depends_on(resource, by_urn):
-            report("An AppDsn aimed at glitchtip must depend on the stack's deploy step, so its gate checks a running GlitchTip.", resource.urn)
+            if target == "dual":
+                report("An AppDsn aimed at dual must have a GlitchTip stack (deploy-stack.sh) to mirror to.", resource.urn)
+            else:
+                report("An AppDsn aimed at glitchtip must have a GlitchTip stack (deploy-stack.sh) to cut over to.", resource.urn)
+        elif not {d.urn for d, _ in deploys} & waits_for:
+            if target == "dual":
+                report("An AppDsn aimed at dual must depend on the stack's deploy step, so its gate checks a running GlitchTip.", resource.urn)
+            else:
+                report("An AppDsn aimed at glitchtip must depend on the stack's deploy step, so its gate checks a running GlitchTip.", resource.urn)
+        relay_ports: set[str] = set()
+        if target == "dual":
+            waited = [r for r, _ in relays if r.urn in waits_for]
+            unknown = [u for u in waits_for if u in by_urn and by_urn[u].type in COMMAND_TYPES and step_of(by_urn[u].props) is UNKNOWN]
+            if not waited and unknown:
+                skips.add(f"{resource.label}: a step it waits for is only known once the resources it reads exist; the relay dependency is checked at `pulumi up`")
+            elif not waited:
+                report("An AppDsn aimed at dual must depend on the relay step (install-relay.sh), so the app never points at a relay that is not running.", resource.urn)
+            # The port the relay listens on: of the relay step it waits for (else of any: one finding per fault).
+            relay_ports = {s.args[2] for r, s in relays if (r in waited or not waited) and len(s.args) > 2}
         url_host = _host(step.args[2]) if len(step.args) > 2 else None
         if not (_is_loopback_host(url_host) or url_host in domains):
             report("The cutover gate must check this stack's GlitchTip (a loopback GLITCHTIP_URL or the stack's domain).", resource.urn)
@@ -1035,11 +1065,28 @@ def validate_app_dsn_gated(args: StackValidationArgs, report: ReportViolation) -
         if stdin is UNKNOWN:
             skips.add(f"{resource.label}: the DSN on stdin comes from a GlitchTip project created by this update; it is checked at `pulumi up`")
             continue
-        dsn = stdin_lines(stdin).get("DSN") if isinstance(stdin, str) else None
-        dsn_host = _host(dsn)
+        fields = stdin_lines(stdin) if isinstance(stdin, str) else {}
+        dsn = fields.get("DSN")
         if not dsn:
-            report("An AppDsn aimed at glitchtip must carry the target DSN on stdin (DSN=...).", resource.urn)
-        elif not (_is_loopback_host(dsn_host) or dsn_host in domains or (dsn_host and dsn_host == url_host)):
+            if target == "dual":
+                report("An AppDsn aimed at dual must carry the relay's DSN on stdin (DSN=...).", resource.urn)
+            else:
+                report("An AppDsn aimed at glitchtip must carry the target DSN on stdin (DSN=...).", resource.urn)
+            continue
+        if target == "dual":
+            try:
+                parts = urlsplit(dsn)
+                port = parts.port
+            except ValueError:
+                parts, port = None, None
+            if not (parts and parts.hostname == "127.0.0.1" and port is not None and str(port) in relay_ports):
+                report("An AppDsn aimed at dual must use the relay's DSN (http://KEY@127.0.0.1:<relayPort>/PROJECT_ID, the relay step's port).", resource.urn)
+            mirror_host = _host(fields.get("GLITCHTIP_DSN"))
+            if not (_is_loopback_host(mirror_host) or mirror_host in domains or (mirror_host and mirror_host == url_host)):
+                report("An AppDsn aimed at dual must carry, as GLITCHTIP_DSN, a DSN of this stack's GlitchTip for the gate to prove.", resource.urn)
+            continue
+        dsn_host = _host(dsn)
+        if not (_is_loopback_host(dsn_host) or dsn_host in domains or (dsn_host and dsn_host == url_host)):
             report("An AppDsn aimed at glitchtip must use a DSN of this stack's GlitchTip.", resource.urn)
     skips.finish()
 
@@ -1146,7 +1193,7 @@ POLICIES = [
     ),
     StackValidationPolicy(
         name="app-dsn-gated",
-        description="Checks whether a cutover to GlitchTip waits for the stack and passes set-dsn.sh's health and test-event gate.",
+        description="Checks whether a cutover to GlitchTip (or to the dual parallel run, through the relay) waits for the stack (and the relay) and passes set-dsn.sh's health and test-event gate.",
         validate=validate_app_dsn_gated,
     ),
     StackValidationPolicy(

@@ -430,6 +430,8 @@ def evaluate_dsn(hosts: dict[str, str], expected: str | None) -> Finding:
     if not glitchtip:
         return Finding("app DSN", WARN, f"points at {app}; GlitchTip's own host is unknown")
     target = "glitchtip" if app == glitchtip else "sentry"
+    if expected == "dual" and target == "sentry" and app.startswith("127.0.0.1:"):
+        target = "dual"  # the relay on the server's loopback (components/relay.py)
     detail = f"points at {app} ({'GlitchTip' if target == 'glitchtip' else 'not GlitchTip: Sentry or a relay'})"
     if expected and expected != target:
         return Finding("app DSN", PROBLEM, f"{detail}, but dsnTarget is {expected}: run `pulumi up`")
@@ -597,7 +599,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server.add_argument("--compose-project", default="glitchtip", help="compose project name (default glitchtip)")
     server.add_argument("--services", help="comma-separated services that must have a container "
                         "(default: from the stack's serverMode, valkey and exposure)")
-    server.add_argument("--expect-dsn-target", choices=("glitchtip", "sentry"), help="where the app's DSN must point (default: the stack's dsnTarget)")
+    server.add_argument("--expect-dsn-target", choices=("glitchtip", "sentry", "dual"), help="where the app's DSN must point (default: the stack's dsnTarget)")
     server.add_argument("--heartbeat", help="name of the heartbeat monitor to check (default: every Heartbeat monitor)")
     limits = parser.add_argument_group("thresholds")
     limits.add_argument("--max-container-memory", type=float, default=90.0, help="percent of a container's limit (default 90)")
@@ -616,6 +618,7 @@ def options_from(args: argparse.Namespace, target: Target) -> Options:
     if args.services:
         services = tuple(s.strip() for s in args.services.split(",") if s.strip())
     elif target.stack.config("serverMode", default=False):
+        # Not the dual relay: it is a compose project of its own (glitchtip-relay, components/relay.py).
         services = tuple(services_for(str(target.config("serverMode")), _bool(target.config("valkey")), str(target.config("exposure"))))
     return Options(
         compose_project=args.compose_project,

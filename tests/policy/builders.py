@@ -274,8 +274,8 @@ def set_dsn(
 def set_dsn_program_without_gate() -> str:
     """set-dsn.sh's bundle with its gate taken out (the tampering the rule guards against)."""
     program = bundle("set-dsn.sh")
-    assert '[ "$target" != glitchtip ] || gate "$glitchtip_url"' in program
-    return program.replace('[ "$target" != glitchtip ] || gate "$glitchtip_url"', ":")
+    assert '[ "$target" = sentry ] || gate "$glitchtip_url"' in program
+    return program.replace('[ "$target" = sentry ] || gate "$glitchtip_url"', ":")
 
 
 def random_password(name: str, result: str | None) -> Resource:

@@ -95,9 +95,11 @@ def test_the_shipped_stacks_break_no_rule(stack: str, config: Callable[[], dict]
         (dict(exposure="tls", domain="glitchtip.example.com"), None),
         (dict(serverMode="split", valkey=True, memoryBudgetMb=1536), {"memory-within-budget": {"memoryBudgetMb": 1536}}),
         (dict(dsnTarget="glitchtip", glitchtipDsn=harness.GLITCHTIP_DSN), None),
+        (dict(dsnTarget="dual", glitchtipDsn=harness.GLITCHTIP_DSN), None),
+        (dict(dsnTarget="dual"), None),
         (dict(smtpUrl="smtp+tls://mailer:SmtpPassw0rdXyz@smtp.example.com:587", backupOffsiteCommand="rclone copy \"$1\" offsite:gt/"), None),
     ],
-    ids=["tls", "split-valkey", "cutover", "smtp-offsite"],
+    ids=["tls", "split-valkey", "cutover", "dual", "dual-provisioned", "smtp-offsite"],
 )
 def test_supported_variants_break_no_rule(overrides: dict, pack_config: dict | None, mode: str) -> None:
     resources = program_resources(harness.prod_config(**overrides), mode)

@@ -233,3 +233,70 @@ def test_a_stack_without_the_official_installer_is_reported() -> None:
     assert check_stack(DOCKER, resources).violations == [
         ("Docker must be installed from Docker's apt repository by install-docker.sh.", deploy.urn)
     ]
+
+
+# ---------------------------------------------------------------------------- app-dsn-gated: dsnTarget=dual
+
+RELAY_DSN = f"http://f0e84f5737f802e81f871ed4cad0abcd@127.0.0.1:9010/{b.SENTRY_DSN.rstrip('/').rsplit('/', 1)[1]}"
+
+
+def dual_gated(relay_dependency: bool = True, dsn: str = RELAY_DSN, relay_port: str = "9010") -> tuple[list, object]:
+    """A stack, the relay step after its deploy, and a set-dsn.sh dual step after both (or only after the deploy)."""
+    from components.relay import RelaySpec, render_compose
+
+    resources = b.stack()
+    deploy = next(r for r in resources if r.name == "glitchtip-deploy")
+    compose = render_compose(RelaySpec(port=int(relay_port), upstream_service="glitchtip", glitchtip_port=8000), "nginx:1.29@sha256:" + "a" * 64, 32)
+    relay = b.command("relay-install", "install-relay.sh", ["/opt/glitchtip/relay", "glitchtip-relay", relay_port, compose],
+                      stdin="CONF_B64=aHR0cCB7Cn0K\n", dependencies=[deploy.urn])
+    stdin = f"DSN={dsn}\nSENTRY_DSN={b.SENTRY_DSN}\nGLITCHTIP_DSN={b.GLITCHTIP_DSN}\n"
+    step = b.set_dsn("dual", stdin=stdin, dependencies=[deploy.urn, *([relay.urn] if relay_dependency else [])])
+    return resources + [relay, step], step
+
+
+def test_dual_gate_happy_path() -> None:
+    resources, _ = dual_gated()
+    outcome = check_stack(GATE, resources)
+    assert outcome.violations == [] and outcome.skipped == []
+
+
+def test_dual_without_waiting_for_the_relay_is_refused() -> None:
+    resources, step = dual_gated(relay_dependency=False)
+    assert check_stack(GATE, resources).violations == [(
+        "An AppDsn aimed at dual must depend on the relay step (install-relay.sh), so the app never points at a relay that is not running.",
+        step.urn,
+    )]
+
+
+def test_dual_without_waiting_for_the_stack_is_refused() -> None:
+    resources, step = dual_gated()
+    step.dependencies[:] = [u for u in step.dependencies if "relay" in u]
+    relay = next(r for r in resources if r.name == "relay-install")
+    relay.dependencies[:] = []
+    assert check_stack(GATE, resources).messages == [
+        "An AppDsn aimed at dual must depend on the stack's deploy step, so its gate checks a running GlitchTip."
+    ]
+
+
+@pytest.mark.parametrize("dsn", [b.SENTRY_DSN, RELAY_DSN.replace(":9010", ":9011"), RELAY_DSN.replace("127.0.0.1", "203.0.113.5")])
+def test_dual_with_a_dsn_other_than_the_relays_is_refused(dsn: str) -> None:
+    resources, step = dual_gated(dsn=dsn)
+    outcome = check_stack(GATE, resources)
+    assert outcome.violations == [(
+        "An AppDsn aimed at dual must use the relay's DSN (http://KEY@127.0.0.1:<relayPort>/PROJECT_ID, the relay step's port).",
+        step.urn,
+    )]
+    assert b.SENTRY_DSN not in outcome.messages[0]
+
+
+def test_the_relays_compose_is_checked_by_the_compose_rules() -> None:
+    from components.relay import RelaySpec, render_compose
+    from tests.policy.support import check
+
+    text = render_compose(RelaySpec(port=9010, upstream_service="glitchtip", glitchtip_port=8000), "nginx:1.29@sha256:" + "a" * 64, 32)
+    ok = b.command("relay-install", "install-relay.sh", ["/opt/glitchtip/relay", "glitchtip-relay", "9010", text])
+    assert check("loopback-only-ports", ok).violations == []
+    public = b.command("relay-install", "install-relay.sh", ["/opt/glitchtip/relay", "glitchtip-relay", "9010", text.replace("127.0.0.1:9010:9010", "9010:9010")])
+    assert check("loopback-only-ports", public).violations != []
+    unpinned = b.command("relay-install", "install-relay.sh", ["/opt/glitchtip/relay", "glitchtip-relay", "9010", text.replace("@sha256:" + "a" * 64, "")])
+    assert check("images-pinned-by-digest", unpinned).violations != []

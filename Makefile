@@ -5,9 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Debian packages: shellcheck for the scripts; the rest builds the throwaway test server.
+# Debian packages: shellcheck for the scripts, nginx-light to run the dual relay's config;
+# the rest builds the throwaway test server.
 APT_PACKAGES := shellcheck openssh-client debootstrap systemd-container iproute2 busybox-static \
-	util-linux procps psmisc e2fsprogs
+	util-linux procps psmisc e2fsprogs nginx-light
 
 .PHONY: setup test unit integration bench clean-testhost
 

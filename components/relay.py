@@ -30,7 +30,6 @@ the status of the main request (and its upstream) and of every mirror copy.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import yaml
 from pulumi_command import remote
 
 from .remote import Step, run_script
+from .settings import is_ip
 
 SERVICE = "relay"
 """The compose service running nginx."""
@@ -91,14 +91,6 @@ class Dsn:
         return cls(parts.scheme, parts.netloc.rpartition("@")[2], prefix, parts.username, project_id)
 
 
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
-
-
 def relay_dsn(sentry_dsn: str, port: int) -> str:
     """The app's DSN during the parallel run: SaaS's key and project id, the relay's address."""
     saas = Dsn.parse(sentry_dsn)
@@ -127,7 +119,7 @@ def render_conf(spec: RelaySpec, sentry_dsn: str, glitchtip_dsn: str) -> str:
     # A name in a literal proxy_pass is resolved once, at start (and nginx does not start when
     # DNS fails); through a variable it is resolved by Docker's DNS when needed, for 5 min at a
     # time. An IP, or a DSN with a path prefix, stays literal.
-    by_name = not saas.prefix and not _is_ip(urlsplit(f"//{saas.host}").hostname or "")
+    by_name = not saas.prefix and not is_ip(urlsplit(f"//{saas.host}").hostname or "")
     tls = saas.scheme == "https"
     pid = re.escape(saas.project_id)
     lines = [

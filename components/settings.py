@@ -124,7 +124,7 @@ _UNUSABLE_EMAIL_TLDS = (".local", ".test", ".localhost", ".invalid", ".example")
 
 
 def check_host(key: str, value: str) -> str:
-    if not _is_ip(value) and not _HOSTNAME.match(value):
+    if not is_ip(value) and not _HOSTNAME.match(value):
         raise _fail(key, "must be an IP address or a DNS name; set it with `pulumi config set host 203.0.113.10`.")
     return value
 
@@ -409,7 +409,7 @@ class Settings:
         if exposure == "tls":
             if not domain:
                 raise _fail("domain", "is required when exposure is tls; set it with `pulumi config set domain glitchtip.example.com`.")
-            if "." not in domain or not _HOSTNAME.match(domain) or _is_ip(domain):
+            if "." not in domain or not _HOSTNAME.match(domain) or is_ip(domain):
                 raise _fail("domain", "must be a DNS name (not an IP) that resolves to the server, such as glitchtip.example.com.")
 
         dsn_target = _choice("dsnTarget", str(raw("dsnTarget")), DSN_TARGETS)
@@ -572,7 +572,8 @@ def _url(key: str, value: str) -> str:
     return value
 
 
-def _is_ip(value: str) -> bool:
+def is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 address (not a host name)."""
     try:
         ipaddress.ip_address(value)
         return True

@@ -16,7 +16,7 @@ the status of the main request (and its upstream) and of every mirror copy.
   never touches it, so when dsnTarget leaves dual the relay still runs while AppDsn points
   the app away from it, and only then is it removed (Pulumi deletes a resource dropped
   from the program after updating the rest). Its compose file (`render_compose`: pinned,
-  memory-limited with the share settings.memory_plan reserves, 127.0.0.1:relayPort only)
+  memory-limited with the share settings.memory_plan always reserves, 127.0.0.1:relayPort only)
   holds no secret and travels as install-relay.sh's last argument, where the policy
   pack's compose rules read it; it joins the stack's network (`glitchtip_default`,
   external) to reach GlitchTip by its service name.
@@ -55,7 +55,12 @@ STACK_NETWORK = "glitchtip_default"
 DEFAULT_IMAGE = "nginx:1.29"
 """Resolved to its digest at preview when relayImage is empty."""
 DOCKER_DNS = "127.0.0.11"
-"""Docker's embedded DNS in a compose network: SaaS's name is re-resolved, not fixed at start."""
+"""Docker's embedded DNS in a compose network. Both upstreams are reached through variables, so
+nginx resolves their names when needed, not once at start: GlitchTip's service name (a recreated
+container has a new address; a stopped one has none, and a literal name would keep nginx from
+starting at all) and SaaS's host name (its addresses change)."""
+DNS_VALID = "10s"
+"""How long nginx keeps an answer: a recreated GlitchTip is reached again within seconds."""
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 """Debian's CA bundle (the nginx image is Debian-based): checks SaaS's certificate."""
 MIRROR_TIMEOUTS = {"connect": "2s", "send": "5s", "read": "5s"}
@@ -117,8 +122,8 @@ def render_conf(spec: RelaySpec, sentry_dsn: str, glitchtip_dsn: str) -> str:
     saas, mirror = Dsn.parse(sentry_dsn), Dsn.parse(glitchtip_dsn)
     saas_pass = f"{saas.scheme}://{saas.host}{saas.prefix}/" if saas.prefix else f"{saas.scheme}://{saas.host}"
     # A name in a literal proxy_pass is resolved once, at start (and nginx does not start when
-    # DNS fails); through a variable it is resolved by Docker's DNS when needed, for 5 min at a
-    # time. An IP, or a DSN with a path prefix, stays literal.
+    # DNS fails); through a variable it is resolved by Docker's DNS when needed (DNS_VALID).
+    # An IP, or a DSN with a path prefix, stays literal.
     by_name = not saas.prefix and not is_ip(urlsplit(f"//{saas.host}").hostname or "")
     tls = saas.scheme == "https"
     pid = re.escape(saas.project_id)
@@ -152,7 +157,9 @@ def render_conf(spec: RelaySpec, sentry_dsn: str, glitchtip_dsn: str) -> str:
         f'        "~^(?<a_pre>(?:.*[\\s,])?)sentry_key=[^,\\s]*(?<a_post>.*)$" "${{a_pre}}sentry_key={mirror.key}${{a_post}}";',
         "        default $http_x_sentry_auth;",
         "    }",
-        *([f"    resolver {DOCKER_DNS} valid=300s ipv6=off;", "    resolver_timeout 5s;"] if by_name else []),
+        "    # Names are looked up when used (the mirror's proxy_pass holds a variable; so does SaaS's when by name).",
+        f"    resolver {DOCKER_DNS} valid={DNS_VALID} ipv6=off;",
+        "    resolver_timeout 2s;",
         "    server {",
         f"        listen {spec.port};",
         "        keepalive_timeout 0;  # a slow copy must not stall the client's next request",
@@ -161,7 +168,7 @@ def render_conf(spec: RelaySpec, sentry_dsn: str, glitchtip_dsn: str) -> str:
         "            return 200 'ok';",
         "        }",
         "        location / {",
-        f"            access_log /dev/stdout relay_main;",
+        "            access_log /dev/stdout relay_main;",
         "            set $relay_uri $request_uri;",
         "            set $relay_path $uri;",
         "            mirror /_relay_mirror;",

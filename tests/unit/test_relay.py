@@ -93,12 +93,23 @@ def test_the_relay_is_not_in_the_stacks_compose_project(dual):
 
 
 def test_leaving_dual_keeps_the_stacks_compose_free_of_the_relay(dual):
-    """The stack's compose.yaml differs between dual and glitchtip only by the memory split (the relay's share)."""
     after = harness.run_program(harness.prod_config(dsnTarget="glitchtip", glitchtipDsn=harness.GLITCHTIP_DSN), preview=False)
     assert after.error is None
     before_doc, after_doc = compose_of(dual), compose_of(after)
     assert set(before_doc["services"]) == set(after_doc["services"])
     assert not [r for r in after.registrations if r.name.startswith("relay")], "leaving dual deletes the Relay (after AppDsn's update)"
+
+
+def test_a_flip_never_touches_the_stack_or_the_host():
+    """sentry -> dual -> glitchtip: every step but the relay's and the app's keeps its inputs, so
+    the flip never redeploys (restarts) GlitchTip: the relay's memory share is always reserved."""
+    runs = {target: harness.run_program(harness.prod_config(dsnTarget=target, glitchtipDsn=harness.GLITCHTIP_DSN), preview=False)
+            for target in ("sentry", "dual", "glitchtip")}
+    steps = {target: {r.name: r.inputs for r in run.registrations if r.type == "command:remote:Command"} for target, run in runs.items()}
+    for target in ("dual", "glitchtip"):
+        changed = {name for name in steps[target].keys() | steps["sentry"].keys()
+                   if steps[target].get(name) != steps["sentry"].get(name)}
+        assert changed == ({"app-dsn-set", "relay-install"} if target == "dual" else {"app-dsn-set"}), (target, changed)
 
 
 def test_the_memory_plan_holds_the_relay_within_the_budget(dual):
@@ -110,6 +121,7 @@ def test_the_memory_plan_holds_the_relay_within_the_budget(dual):
     assert document["x-memory-budget-mb"] + relay_document["x-memory-budget-mb"] == budget
     assert sum(limits.values()) + relay_mb <= budget
     assert "relay" not in memory_plan("all-in-one", False, "tunnel", 1024)
+    assert compose_of(dual)["x-memory-budget-mb"] == budget - 32, "the relay's share is kept out of the stack's"
     assert memory_plan("all-in-one", False, "tunnel", 1024, relay=True)["relay"] == 32
 
 
@@ -158,7 +170,18 @@ def test_the_relay_config_reaches_the_server_on_stdin_only_as_a_secret(dual):
     conf = base64.b64decode(stdin_fields(step)["CONF_B64"]).decode()
     assert f"sentry_key={GT_KEY}" in conf and "/api/1/" in conf
     assert 'set $saas_upstream "https://o4510346290069504.ingest.de.sentry.io";' in conf and "proxy_pass $saas_upstream;" in conf
-    assert "resolver 127.0.0.11 valid=300s ipv6=off;" in conf, "SaaS's name must be re-resolved, not fixed at start"
+    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in conf, "SaaS's name must be re-resolved, not fixed at start"
+
+
+def test_glitchtips_service_name_is_resolved_when_used_even_with_saas_at_an_ip():
+    """The mirror's proxy_pass holds a variable: without a resolver nginx answers every copy
+    'no resolver defined to resolve glitchtip' (502), and a literal name would keep nginx from
+    starting while GlitchTip is down and never see a recreated container's new address."""
+    spec = relay.RelaySpec(port=9010, upstream_service="glitchtip", glitchtip_port=8000)
+    conf = relay.render_conf(spec, f"http://{SAAS_KEY}@10.0.0.5:9000/{SAAS_PROJECT}", f"http://{GT_KEY}@127.0.0.1:8000/7")
+    assert "proxy_pass http://10.0.0.5:9000;" in conf
+    assert "proxy_pass http://glitchtip:8000$mirror_uri;" in conf
+    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in conf
 
 
 def test_the_relay_runs_after_the_stack_and_the_project_and_before_the_dsn_flip(dual):

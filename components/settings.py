@@ -51,7 +51,10 @@ MEMORY_FLOOR_MB = {
     "postgres": 192,
     "valkey": 64,
     "caddy": 64,
-    "relay": 32,  # nginx mirroring envelopes during the parallel run (dsnTarget=dual): 8 MB + 5-12 MB per worker
+    # nginx mirroring envelopes during the parallel run (dsnTarget=dual): 8 MB + 5-12 MB per worker.
+    # Always kept out of the stack's share (Settings.load), so a dsnTarget flip never changes the
+    # stack's limits, and so never recreates GlitchTip's containers mid-cutover.
+    "relay": 32,
 }
 
 
@@ -413,7 +416,7 @@ class Settings:
                 raise _fail("domain", "must be a DNS name (not an IP) that resolves to the server, such as glitchtip.example.com.")
 
         dsn_target = _choice("dsnTarget", str(raw("dsnTarget")), DSN_TARGETS)
-        relay = dsn_target == "dual"
+        relay = True  # the relay's share is reserved whatever dsnTarget is (MEMORY_FLOOR_MB)
         glitchtip_port = check_port("glitchtipPort", raw("glitchtipPort"))
         relay_port = check_port("relayPort", raw("relayPort"))
         if relay_port == glitchtip_port:
@@ -421,7 +424,7 @@ class Settings:
         budget = _integer("memoryBudgetMb", raw("memoryBudgetMb"))
         floor = sum(MEMORY_FLOOR_MB[s] for s in services_for(mode, valkey, exposure, relay))
         if budget < floor:
-            raise _fail("memoryBudgetMb", f"must be at least {floor} for this stack ({mode}{', valkey' if valkey else ''}{', tls' if exposure == 'tls' else ''}{', relay' if relay else ''}); raise it or choose a smaller stack.")
+            raise _fail("memoryBudgetMb", f"must be at least {floor} for this stack ({mode}{', valkey' if valkey else ''}{', tls' if exposure == 'tls' else ''}, {MEMORY_FLOOR_MB['relay']} MB kept for the parallel run's relay); raise it or choose a smaller stack.")
 
         retention = _integer("retentionDays", raw("retentionDays"))
         if not 1 <= retention <= 3650:

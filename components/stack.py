@@ -119,7 +119,8 @@ class ComposeSpec:
             from_email=settings.from_email,
             retention_days=settings.retention_days,
             memory_limits_mb=dict(settings.memory_limits_mb),
-            # dual: the relay's share runs in its own compose project (components/relay.py), which carries it
+            # The relay's share (reserved whatever dsnTarget is) goes to its own compose project
+            # (components/relay.py): a flip to or from dual leaves this compose.yaml as it is.
             memory_budget_mb=settings.memory_budget_mb - settings.memory_limits_mb.get("relay", 0),
             proxy=ProxySpec.from_settings(settings) if settings.exposure == "tls" else None,
         )

@@ -43,8 +43,8 @@ CASES = [
     (dict(exposure="tls"), "domain", "required when exposure is tls"),
     (dict(exposure="tls", domain="203.0.113.5"), "domain", "DNS name"),
     (dict(serverMode="micro"), "serverMode", "all-in-one, split"),
-    (dict(memoryBudgetMb=512), "memoryBudgetMb", "at least 704"),
-    (dict(memoryBudgetMb=900, serverMode="split"), "memoryBudgetMb", "at least 1088"),
+    (dict(memoryBudgetMb=512), "memoryBudgetMb", "at least 736"),  # 512 + 192 + the relay's 32
+    (dict(memoryBudgetMb=900, serverMode="split"), "memoryBudgetMb", "at least 1120"),
     (dict(retentionDays=0), "retentionDays", "between 1 and 3650"),
     (dict(backupRetentionDays=-3), "backupRetentionDays", "between 1 and 3650"),
     (dict(backupSchedule="0 2 * *"), "backupSchedule", "five-field"),

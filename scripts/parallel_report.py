@@ -6,7 +6,9 @@ the pinned host key; or a saved copy with --log-file) and GlitchTip's API, and p
 hour (UTC): envelopes the relay received, what Sentry SaaS answered (statuses), what
 GlitchTip answered to the mirrored copies (statuses), events visible in GlitchTip, and the
 delivery ratio (copies GlitchTip accepted / envelopes received). A failed copy is lost, not
-retried, and the SDK never knows: this report is how you find out.
+retried, and the SDK never knows: this report is how you find out. The ratio is the relay's
+view: a copy it gave up on (504) may still have been stored by a slow GlitchTip, which
+the "visible" column shows.
 
     .venv/bin/python scripts/parallel_report.py                  # inside the project: reads the stack
     .venv/bin/python scripts/parallel_report.py --hours 48 --min-ratio 0.99

@@ -14,143 +14,37 @@ the start of the step to the app's first error at the new target.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from components.app_dsn import render_stdin
-from components.glitchtip.client import GlitchTipClient
-from components.glitchtip.tunnel import SshTarget, open_tunnel
-from tests.harness import Program, prod_config, run_program
+from tests.harness import Program
+from tests.integration.apphost import (
+    APP_DIR,
+    APPS,
+    BACKUP,
+    CLEAN_STACK,
+    ENV_FILE,
+    FRESH_APP,
+    STACK_DIR,
+    Ends,
+    app_environ,
+    app_health,
+    boom,
+    file_facts,
+    glitchtip_project,
+    new_marker,
+    only,
+    pm2_apps,
+    program_for,
+    steps_of,
+    wait_until,
+)
 from tests.integration.engine import Engine, StepFailed, StepResult
 
 pytestmark = pytest.mark.integration
-
-APP_DIR, ENV_FILE = "/opt/ai-admin", "/opt/ai-admin/.env"
-BACKUP = f"{ENV_FILE}.glitchtip-migration.orig"
-APPS = {"ai-admin-api": 3000, "ai-admin-worker-v2": 3001}
-ADMIN = "admin@example.com"
-STACK_DIR, PROJECT = "/opt/glitchtip", "glitchtip"
-CLEAN_STACK = (
-    f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={PROJECT}) >/dev/null 2>&1;"
-    f" docker volume rm {PROJECT}_pg-data {PROJECT}_uploads >/dev/null 2>&1; rm -rf {STACK_DIR}; true"
-)
-# The app as the testhost starts it: PM2 started from a clean environment (no SENTRY_DSN saved).
-FRESH_APP = f"cd {APP_DIR} && pm2 delete all >/dev/null 2>&1; env -u SENTRY_DSN pm2 start ecosystem.config.js >/dev/null && pm2 save >/dev/null"
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def program_for(testhost, target: str, glitchtip_dsn: str | None = None, token: str = "") -> Program:
-    """The program's stack and AppDsn aimed at the test server. The API token the program
-    wires from its provisioned project is a mock value here: the cutover gets `token`
-    instead (empty: the gate checks ingest only; see with_token)."""
-    config = prod_config(
-        host=testhost.address,
-        sshHostKey=testhost.host_key,
-        sshPrivateKey=testhost.private_key,
-        glitchtipImage=testhost.images["glitchtip"],
-        postgresImage=testhost.images["postgres"],
-        adminEmail=ADMIN,
-        sentryDsn=testhost.sentry.dsn,
-        appPm2Apps=[],  # every PM2 process in /opt/ai-admin
-        dsnTarget=target,
-        glitchtipDsn=glitchtip_dsn,
-    )
-    program = run_program(config)
-    assert program.error is None, program.error
-    program = program.only("glitchtip", "app-dsn")
-    return with_token(program, token) if target == "glitchtip" else program
-
-
-def with_token(program: Program, token: str) -> Program:
-    """The program with an API token on the cutover's stdin, as the provisioning will wire it."""
-    step = program.named("app-dsn-set")
-    lines = dict(line.split("=", 1) for line in step.inputs["stdin"].splitlines())
-    stdin = render_stdin(lines["DSN"], lines["SENTRY_DSN"], token)
-    edited = dataclasses.replace(step, inputs={**step.inputs, "stdin": stdin})
-    return Program([edited if r.urn == step.urn else r for r in program.registrations], program.outputs,
-                   program.secret_outputs, program.error)
-
-
-def only(steps: list[StepResult], name: str, operation: str) -> StepResult:
-    assert [(s.urn.rsplit("::", 1)[1], s.operation) for s in steps] == [(name, operation)], [(s.urn, s.operation) for s in steps]
-    return steps[0]
-
-
-def file_facts(testhost, path: str) -> tuple[bytes, str]:
-    """(bytes, 'mode uid:gid mtime-with-nanoseconds inode')."""
-    return testhost.read_file(path), testhost.run(f"stat -c '%a %u:%g %y %i' {path}").stdout.strip()
-
-
-def pm2_apps(testhost) -> dict[str, dict]:
-    """name -> {pid, status, env} of the app's PM2 processes."""
-    out = testhost.run("pm2 jlist").stdout
-    line = next(x for x in reversed(out.splitlines()) if x.startswith("["))
-    return {p["name"]: {"pid": p["pid"], "status": p["pm2_env"]["status"], "env": p["pm2_env"].get("env", {})}
-            for p in json.loads(line) if p["name"] in APPS}
-
-
-def app_environ(testhost, pid: int) -> dict[str, str]:
-    """The environment variables a running app process has (its /proc environ; PM2's own lowercase fields left out)."""
-    raw = testhost.run(f"cat /proc/{pid}/environ", timeout=30).stdout
-    pairs = (item.split("=", 1) for item in raw.split("\0") if "=" in item)
-    return {k: v for k, v in pairs if k == k.upper()}
-
-
-def app_health(testhost, port: int = 3000) -> dict:
-    """The app's /health (it names the DSN's host, never its key), once it answers after a restart."""
-    return json.loads(testhost.run(f"i=0; until curl -fsS http://127.0.0.1:{port}/health; do i=$((i+1)); "
-                                   "[ $i -lt 100 ] || exit 1; sleep 0.2; done", timeout=60).stdout)
-
-
-def boom(testhost, marker: str, port: int = 3000) -> dict:
-    """Make the app capture an error carrying MARKER (it flushes before answering); waits for it to listen."""
-    return json.loads(testhost.run(f"i=0; until curl -sS --max-time 20 'http://127.0.0.1:{port}/boom?marker={marker}'; do "
-                                   "i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.2; done", timeout=60).stdout)
-
-
-def wait_until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
-
-
-def new_marker(tag: str) -> str:
-    return f"{tag}{secrets.token_hex(4)}"
-
-
-class Ends:
-    """Where the app's errors land: the Sentry stand-in's log and GlitchTip's API."""
-
-    def __init__(self, testhost, api: GlitchTipClient) -> None:
-        self.testhost, self.api = testhost, api
-
-    def at_sentry(self, *markers: str) -> bool:
-        bodies = [entry["body"] for entry in self.testhost.sentry.received()]
-        return any(m.encode() in body for body in bodies for m in markers)
-
-    def at_glitchtip(self, *markers: str) -> bool:
-        titles = " ".join(i["title"] for i in self.api.search_issues("acme", "ai-admin", limit=20, sort="-last_seen"))
-        return any(m in titles for m in markers)
-
-    def lands(self, where: str, port: int = 3000, seconds: float = 20) -> None:
-        """The app's next error arrives at WHERE, and not at the other end."""
-        marker = new_marker(where)
-        boom(self.testhost, marker, port)
-        here, there = (self.at_glitchtip, self.at_sentry) if where == "glitchtip" else (self.at_sentry, self.at_glitchtip)
-        assert wait_until(lambda: here(marker), seconds), f"the app's error {marker} (port {port}) did not reach {where}"
-        time.sleep(1)  # anything sent to the other end would be there by now: the app flushed before answering
-        assert not there(marker), f"the app's error {marker} also reached the other end"
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -184,26 +78,15 @@ def original(host) -> tuple[bytes, str]:
 def first_up(host, engine, original) -> list[StepResult]:
     """`pulumi up` with dsnTarget sentry: the stack, then AppDsn's first apply."""
     steps = engine.up(program_for(host, "sentry"))
-    assert [(s.urn.rsplit("::", 1)[1], s.operation) for s in steps] == [("glitchtip-deploy", "create"), ("app-dsn-set", "create")]
+    assert steps_of(steps) == [("glitchtip-deploy", "create"), ("app-dsn-set", "create")]
     return steps
 
 
 @pytest.fixture(scope="module")
 def glitchtip(host, first_up) -> Iterator[dict]:
-    """A project in the stack's GlitchTip (the provisioning's job, done here through the tunnel): its DSN and a token."""
-    # The admin password is on the deploy step's stdin.
-    lines = dict(line.split("=", 1) for line in program_for(host, "sentry").named("glitchtip-deploy").inputs["stdin"].splitlines())
-    target = SshTarget(host=host.address, host_key=host.host_key, private_key=host.private_key)
-    with open_tunnel(target, 8000) as url:
-        session = GlitchTipClient.login_session(url, ADMIN, lines["ADMIN_PASSWORD"])
-        token = session.create_api_token("app-dsn-test")["token"]
-        api = GlitchTipClient(url, token)
-        api.create_organization("Acme")
-        api.create_team("acme", "backend")
-        api.create_project("acme", "backend", "ai-admin", "node")
-        dsn = api.keys("acme", "ai-admin")[0]["dsn"]["public"]
-        assert dsn.startswith("http://") and "@127.0.0.1:8000/" in dsn, dsn
-        yield {"dsn": dsn, "token": token, "api": api}
+    """A project in the stack's GlitchTip: its DSN and a token."""
+    with glitchtip_project(host, "app-dsn-test") as project:
+        yield project
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +186,7 @@ def test_gate_with_a_token_finds_its_test_event_through_the_api(host, engine, gl
 
 def test_destroy_puts_the_original_env_back_before_the_stack_goes(host, engine, original, ends):
     steps = engine.destroy()
-    assert [(s.urn.rsplit("::", 1)[1], s.operation) for s in steps] == [("app-dsn-set", "delete"), ("glitchtip-deploy", "delete")]
+    assert steps_of(steps) == [("app-dsn-set", "delete"), ("glitchtip-deploy", "delete")]
     data, facts = file_facts(host, ENV_FILE)
     assert data == original[0], "the .env is not byte-identical to the original"
     assert facts.split()[:2] == original[1].split()[:2]

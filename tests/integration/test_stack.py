@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from components.remote import parse_command, render_script
-from components.stack import WAIT_SECONDS, render_stdin
+from components.stack import render_stdin
 from tests.harness import Program, Registration, prod_config, run_program
 from tests.integration.engine import Engine, StepFailed, StepResult
 

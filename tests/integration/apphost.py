@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from components.app_dsn import render_stdin
 from components.glitchtip.client import GlitchTipClient
 from components.glitchtip.tunnel import SshTarget, open_tunnel
-from tests.harness import Program, prod_config, run_program
+from tests.harness import Program
+from tests.integration.programs import ADMIN, server_program
 
 APP_DIR, ENV_FILE = "/opt/ai-admin", "/opt/ai-admin/.env"
 BACKUP = f"{ENV_FILE}.glitchtip-migration.orig"
 APPS = {"ai-admin-api": 3000, "ai-admin-worker-v2": 3001}
-ADMIN = "admin@example.com"
 STACK_DIR, PROJECT = "/opt/glitchtip", "glitchtip"
 CLEAN_STACK = (
     f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={PROJECT}"
@@ -40,21 +40,15 @@ def program_for(testhost, target: str, glitchtip_dsn: str | None = None, token: 
     """The program aimed at the test server, limited to NAMES (the stack and AppDsn by default).
     The API token the program wires from its provisioned project is a mock value here: the
     cutover gets `token` instead (empty: the gate checks ingest only)."""
-    program = run_program(prod_config(
-        host=testhost.address,
-        sshHostKey=testhost.host_key,
-        sshPrivateKey=testhost.private_key,
-        glitchtipImage=testhost.images["glitchtip"],
-        postgresImage=testhost.images["postgres"],
-        adminEmail=ADMIN,
+    program = server_program(
+        testhost,
+        *names,
         sentryDsn=sentry_dsn or testhost.sentry.dsn,
         appPm2Apps=[],  # every PM2 process in /opt/ai-admin
         dsnTarget=target,
         glitchtipDsn=glitchtip_dsn,
         **config,
-    ))
-    assert program.error is None, program.error
-    program = program.only(*names)
+    )
     return with_token(program, token) if target != "sentry" else program
 
 

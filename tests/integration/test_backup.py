@@ -24,13 +24,13 @@ import time
 import pytest
 
 from components.remote import parse_command
-from tests.harness import ROOT, Program, prod_config, run_program
+from tests.harness import ROOT, Program
+from tests.integration.programs import server_program
 from tests.integration.engine import Engine
 
 pytestmark = pytest.mark.integration
 
 PROJECT = "glitchtip"
-ADMIN = "admin@example.com"
 DIR = "/opt/glitchtip"
 BACKUPS = "/var/backups/glitchtip"
 BACKUP = f"{DIR}/bin/backup.sh"
@@ -100,12 +100,7 @@ def write_conf(host, path: str, **changes: str) -> str:
 
 def program_for(host, **overrides) -> Program:
     """The program for the test server, limited to the stack (and its secrets) and BackupJob."""
-    config = prod_config(host=host.address, sshHostKey=host.host_key, sshPrivateKey=host.private_key,
-                         glitchtipImage=host.images["glitchtip"], postgresImage=host.images["postgres"],
-                         adminEmail=ADMIN, **overrides)
-    program = run_program(config)
-    assert program.error is None, program.error
-    return program.only("glitchtip", "glitchtip-backup")
+    return server_program(host, "glitchtip", "glitchtip-backup", **overrides)
 
 
 def install(host, program: Program):

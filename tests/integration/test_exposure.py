@@ -23,35 +23,22 @@ import time
 import pytest
 
 from components.remote import parse_command
-from tests.harness import Program, prod_config, run_program
+from tests.harness import Program
+from tests.integration.programs import ADMIN, server_program
 
 pytestmark = pytest.mark.integration
 
 PROJECT = "glitchtip"
 DIR = "/opt/glitchtip"
 DOMAIN = "glitchtip.example.com"
-ADMIN = "admin@example.com"
 CA_PATH = "/data/caddy/pki/authorities/local/root.crt"
 DEPLOY_TIMEOUT = 1500
 
 
 def program_for(testhost, **overrides) -> Program:
-    values = dict(
-        host=testhost.address,
-        sshHostKey=testhost.host_key,
-        sshPrivateKey=testhost.private_key,
-        glitchtipImage=testhost.images["glitchtip"],
-        postgresImage=testhost.images["postgres"],
-        caddyImage=testhost.images["caddy"],
-        adminEmail=ADMIN,
-        exposure="tls",
-        domain=DOMAIN,
-        tlsInternal=True,
-    )
-    config = prod_config(**{**values, **overrides})
-    program = run_program(config)
-    assert program.error is None, program.error
-    return program
+    """The whole program for the test server with tls exposure (Caddy's stand-in image, an internal CA)."""
+    values = dict(caddyImage=testhost.images["caddy"], exposure="tls", domain=DOMAIN, tlsInternal=True)
+    return server_program(testhost, **{**values, **overrides})
 
 
 def run_step(testhost, program: Program, name: str, action: str = "create"):

@@ -25,14 +25,14 @@ import yaml
 
 from components.remote import parse_command, render_script
 from components.stack import render_stdin
-from tests.harness import Program, Registration, prod_config, run_program
+from tests.harness import Program, Registration
+from tests.integration.programs import ADMIN, server_program
 from tests.integration.engine import Engine, StepFailed, StepResult
 
 pytestmark = pytest.mark.integration
 
 PROJECT = "glitchtip"
 DIR = "/opt/glitchtip"
-ADMIN = "admin@example.com"
 CLEAN = (
     f"docker rm -f $(docker ps -aq --filter label=com.docker.compose.project={PROJECT}) >/dev/null 2>&1;"
     f" docker volume rm {PROJECT}_pg-data {PROJECT}_uploads >/dev/null 2>&1; rm -rf {DIR}; true"
@@ -44,18 +44,7 @@ CLEAN = (
 
 def stack_program(testhost, **overrides) -> Program:
     """The program for the test server, limited to GlitchTipSecrets and GlitchTipStack."""
-    config = prod_config(
-        host=testhost.address,
-        sshHostKey=testhost.host_key,
-        sshPrivateKey=testhost.private_key,
-        glitchtipImage=testhost.images["glitchtip"],
-        postgresImage=testhost.images["postgres"],
-        adminEmail=ADMIN,
-        **overrides,
-    )
-    program = run_program(config)
-    assert program.error is None, program.error
-    return program.only("glitchtip")
+    return server_program(testhost, "glitchtip", **overrides)
 
 
 def deploy_of(program: Program) -> Registration:

@@ -135,16 +135,26 @@ def timed_booms(testhost, markers: list[str]) -> list[float]:
     return times
 
 
-def keepalive_pair(testhost) -> list[float]:
-    """Seconds each of two envelopes took, sent over ONE keep-alive connection to the relay, as an
-    SDK with a keep-alive agent sends them (a pending copy must not hold the second one back)."""
+def post_to_relay(testhost, envelope: bytes, times: int = 1) -> list[tuple[str, float]]:
+    """POST ENVELOPE to the relay as the SDK would (SaaS's key in the query), TIMES over ONE
+    keep-alive connection; [(HTTP status, seconds)] per request. The URL (it holds the key)
+    reaches curl on stdin, not in its arguments."""
     saas = relay.Dsn.parse(saas_dsn(testhost))
     url = f"http://127.0.0.1:{PORT}/api/{saas.project_id}/envelope/?sentry_version=7&sentry_key={saas.key}"
-    envelope = '{}\\n{"type":"event"}\\n{"message":"relay keep-alive probe","level":"info"}\\n'
-    out = testhost.run(f"curl -sS --max-time 30 -H 'Content-Type: application/x-sentry-envelope' --data-binary \"$(printf '{envelope}')\""
-                       f" -w '%{{http_code}} %{{time_total}}\\n' -o /dev/null '{url}' -o /dev/null '{url}'", timeout=60).stdout.split()
-    assert out[0::2] == ["200", "200"], out
-    return [float(t) for t in out[1::2]]
+    testhost.put_file("/tmp/relay-test.envelope", envelope, 0o600)
+    config = "".join(f'url = "{url}"\noutput = "/dev/null"\n' for _ in range(times))
+    out = testhost.run("curl -sS --max-time 30 -K - -H 'Content-Type: application/x-sentry-envelope'"
+                       " --data-binary @/tmp/relay-test.envelope -w '%{http_code} %{time_total}\\n'",
+                       stdin=config, timeout=60).stdout.split()
+    return [(status, float(took)) for status, took in zip(out[0::2], out[1::2])]
+
+
+def keepalive_pair(testhost) -> list[float]:
+    """Seconds each of two envelopes took over one keep-alive connection, as an SDK with a
+    keep-alive agent sends them (a pending copy must not hold the second one back)."""
+    answers = post_to_relay(testhost, b'{}\n{"type":"event"}\n{"message":"relay keep-alive probe","level":"info"}\n', times=2)
+    assert [status for status, _ in answers] == ["200", "200"], answers
+    return [took for _, took in answers]
 
 
 def report(ops: dict, *args: str) -> subprocess.CompletedProcess[str]:
@@ -265,6 +275,18 @@ def test_the_apps_errors_reach_both_with_identical_bodies(host, dual, glitchtip,
         assert wait_until(lambda: bool(copy()), 20), f"no byte-identical copy of {marker}'s envelope reached GlitchTip"
         assert [(c["path"], c["status"], c["bytes"]) for c in copy()] == [(f"/api/{gt_id}/envelope/", 200, entry["body_bytes"])]
         assert wait_until(lambda m=marker: ends.at_glitchtip(m), 20), f"{marker} is not an issue in GlitchTip"
+
+
+def test_a_large_envelope_reaches_both_unchanged(host, dual, glitchtip):
+    """nginx's default body limit is 1 MiB (413): the relay takes what the SDK may send."""
+    marker = new_marker("large")
+    event = {"message": f"relay large envelope {marker}", "level": "info", "extra": {"blob": os.urandom(3 * 2**20).hex()}}
+    envelope = b"{}\n" + b'{"type":"event"}\n' + json.dumps(event).encode() + b"\n"
+    digest = hashlib.sha256(envelope).hexdigest()
+    assert [status for status, _ in post_to_relay(host, envelope)] == ["200"]
+    assert any(e["body_sha256"] == digest for e in host.sentry.received()), "SaaS did not get the 6 MiB envelope unchanged"
+    assert wait_until(lambda: any(c["sha256"] == digest and c["status"] == 200 for c in ingested(glitchtip["api"])), 20), \
+        "GlitchTip did not get the 6 MiB envelope unchanged"
 
 
 def test_the_report_counts_what_the_standins_stored(host, dual, glitchtip, ops):

@@ -11,6 +11,9 @@ keepalive_timeout 0, short mirror timeouts, client_max_body_size 20m, SNI + cert
 check against the CA bundle for SaaS, worker_connections 8192, and an access log with
 the status of the main request (and its upstream) and of every mirror copy.
 
+- nginx from a digest-pinned image, not Debian's nginx on the host: nothing installed on the
+  host beyond Docker, a cgroup memory limit and a restart policy like the stack's containers,
+  GlitchTip reached by its service name, and no trace left when dual ends.
 - The relay is a compose project of its own (`glitchtip-relay`, in installDir/relay), not
   a service of the stack's `glitchtip` project: the stack's deploy (`up --remove-orphans`)
   never touches it, so when dsnTarget leaves dual the relay still runs while AppDsn points

@@ -51,7 +51,7 @@ from tests.integration.apphost import (
     steps_of,
     wait_until,
 )
-from tests.integration.engine import Engine
+from tests.integration.engine import Engine, StepFailed
 
 pytestmark = pytest.mark.integration
 
@@ -394,6 +394,23 @@ def test_glitchtip_to_dual_to_sentry_each_one_flip(host, engine, glitchtip, ends
     assert env_dsn(host) == saas_dsn(host)
     no_relay_left(host)
     ends.lands("sentry")
+
+
+def test_a_wrong_glitchtip_key_refuses_the_flip_and_the_app_stays_on_saas(host, engine, glitchtip, ends):
+    """The gate tries GlitchTip's key directly before the app is pointed at the relay: one wrong-key
+    request blocks the GlitchTip project for 30 s, so it must never be the app's envelopes that find out."""
+    pids = host.run("pm2 jlist").stdout
+    wrong = dict(glitchtip, dsn=glitchtip["dsn"].replace(relay.Dsn.parse(glitchtip["dsn"]).key, "0" * 32))
+    with pytest.raises(StepFailed) as failed:
+        engine.up(program(host, "dual", wrong))
+    assert failed.value.result.urn.endswith("::app-dsn-set")
+    message = failed.value.result.stderr
+    assert "relay key check" in message and "HTTP 403" in message and "nothing on the server was changed" in message, message
+    assert env_dsn(host) == saas_dsn(host)
+    assert [p["pid"] for p in json.loads(pids.splitlines()[-1])] == [p["pid"] for p in json.loads(host.run("pm2 jlist").stdout.splitlines()[-1])], \
+        "the app was restarted"
+    ends.lands("sentry")
+    glitchtip["api"].request("POST", "/_standin/reset-hooks")  # lift the 30 s block the wrong key caused
 
 
 def test_destroy_from_dual_puts_the_original_back_and_leaves_no_relay(host, engine, glitchtip, ends):

@@ -47,6 +47,19 @@ down_by_labels() {
   docker network ls -q --filter "label=com.docker.compose.project=$project" | xargs -r docker network rm >&2
 }
 
+# refuse_if_shared PROJECT: stop, before anything changes, when a container of another compose
+# project (the dual relay, components/relay.py) still uses this project's network: `down`
+# could not remove the network, and the app may still send to that container.
+refuse_if_shared() {
+  local project=$1 network="$1_default" guests
+  guests=$(docker network inspect "$network" --format '{{range .Containers}}{{.Name}} {{end}}' 2>/dev/null) || return 0
+  guests=$(for name in $guests; do
+    [ "$(docker inspect --format '{{index .Config.Labels "com.docker.compose.project"}}' "$name" 2>/dev/null)" = "$project" ] || printf '%s ' "$name"
+  done)
+  [ -z "$guests" ] ||
+    die "container(s) ${guests% } of another compose project still use the network $network (the dual relay?): set dsnTarget to sentry or glitchtip and run pulumi up first, then destroy; nothing was stopped"
+}
+
 main() {
   local dir=${1:?usage: teardown-stack.sh INSTALL_DIR PROJECT keep|delete} project=${2:?} data=${3:?} flags=()
   case "$data" in keep) ;; delete) flags=(--volumes) ;; *) die "DATA must be keep or delete" ;; esac
@@ -58,11 +71,12 @@ main() {
     { [ "$data" = keep ] || [ -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$project")" ]; }; then
     log "compose project $project has nothing left to remove, skipped"
   else
+    refuse_if_shared "$project"
     final_backup "$dir" "$data"
     if [ -f "$dir/compose.yaml" ] && [ -f "$dir/.env" ]; then
       timeout "$DOWN_SECONDS" docker compose --project-name "$project" --project-directory "$dir" \
         --file "$dir/compose.yaml" --env-file "$dir/.env" down --remove-orphans "${flags[@]}" </dev/null >&2 ||
-        die "docker compose down did not finish within ${DOWN_SECONDS}s"
+        die "docker compose down failed or did not finish within ${DOWN_SECONDS}s (above)"
     else
       log "$dir/compose.yaml or .env is missing: removing the project's containers by their compose labels"
       down_by_labels "$project" "$data"

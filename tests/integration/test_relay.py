@@ -51,7 +51,7 @@ from tests.integration.apphost import (
     steps_of,
     wait_until,
 )
-from tests.integration.engine import Engine, StepFailed
+from tests.integration.engine import Engine, StepFailed, run_over_ssh
 
 pytestmark = pytest.mark.integration
 
@@ -377,6 +377,17 @@ def test_the_report_flags_the_lost_copies(host, dual, ops):
     # Every copy made while GlitchTip hung or was stopped is counted lost (and any tried before the relay saw it back).
     assert lost >= FAULTS["hung"] + FAULTS["stopped"] > 0, (reported, FAULTS)
     assert delivered == f"{reported['200'] / (reported['200'] + lost):.1%}"
+
+
+def test_the_stack_will_not_go_while_the_relay_uses_its_network(host, engine, dual):
+    """Pulumi removes the relay before the stack; should the relay outlive its state, the stack's
+    teardown says so before it stops anything."""
+    deploy = next(r for r in engine.state.values() if r.name == "glitchtip-deploy")
+    result = run_over_ssh(deploy.inputs["connection"], deploy.inputs["delete"], None, deploy.urn, "delete")
+    assert result.exit_code != 0
+    assert "still use the network glitchtip_default (the dual relay?)" in result.stderr and "nothing was stopped" in result.stderr, result.stderr
+    assert host.run("curl -fsS http://127.0.0.1:8000/_health/").stdout.strip() == "ok"
+    assert host.run(f"curl -fsS http://127.0.0.1:{PORT}/_relay/health").stdout == "ok"
 
 
 def test_dual_to_glitchtip_is_one_flip_and_leaves_no_relay(host, engine, glitchtip, ends):

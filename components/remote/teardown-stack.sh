@@ -57,7 +57,7 @@ refuse_if_shared() {
     [ "$(docker inspect --format '{{index .Config.Labels "com.docker.compose.project"}}' "$name" 2>/dev/null)" = "$project" ] || printf '%s ' "$name"
   done)
   [ -z "$guests" ] ||
-    die "container(s) ${guests% } of another compose project still use the network $network (the dual relay?): set dsnTarget to sentry or glitchtip and run pulumi up first, then destroy; nothing was stopped"
+    die "container(s) ${guests% } of another compose project still use the network $network (the dual relay?): point the app away from it (dsnTarget sentry or glitchtip, then pulumi up, which also removes a relay Pulumi knows of), docker rm -f it if it is still there, then destroy again; nothing was stopped"
 }
 
 main() {

@@ -11,13 +11,14 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from components.app_dsn import render_stdin
 from components.glitchtip.client import GlitchTipClient
 from components.glitchtip.tunnel import SshTarget, open_tunnel
 from tests.harness import Program
+from tests.integration.testhost import wait_until
 from tests.integration.programs import ADMIN, server_program
 
 APP_DIR, ENV_FILE = "/opt/ai-admin", "/opt/ai-admin/.env"
@@ -104,13 +105,11 @@ def boom(testhost, marker: str, port: int = 3000) -> dict:
                                    "i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.2; done", timeout=60).stdout)
 
 
-def wait_until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
+def restart_glitchtip(testhost) -> None:
+    """Start the stack's stopped glitchtip service again and wait until it answers /_health/."""
+    testhost.run(f"cd {STACK_DIR} && docker compose start glitchtip </dev/null", timeout=120)
+    testhost.run("i=0; until curl -fsS http://127.0.0.1:8000/_health/ >/dev/null; do i=$((i+1)); "
+                 "[ $i -lt 300 ] || exit 1; sleep 0.2; done", timeout=90)
 
 
 def new_marker(tag: str) -> str:

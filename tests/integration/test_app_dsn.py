@@ -39,6 +39,7 @@ from tests.integration.apphost import (
     only,
     pm2_apps,
     program_for,
+    restart_glitchtip,
     steps_of,
     wait_until,
 )
@@ -116,9 +117,7 @@ def test_a_failing_gate_leaves_the_env_file_untouched(host, engine, original, gl
         assert file_facts(host, ENV_FILE) == original
         assert {name: app["pid"] for name, app in pm2_apps(host).items()} == pids, "the app was restarted"
     finally:
-        host.run(f"cd {STACK_DIR} && docker compose start glitchtip </dev/null", timeout=120)
-        host.run("i=0; until curl -fsS http://127.0.0.1:8000/_health/ >/dev/null; do i=$((i+1)); "
-                 "[ $i -lt 300 ] || exit 1; sleep 0.2; done", timeout=90)
+        restart_glitchtip(host)
 
 
 def test_cutover_sends_the_apps_next_error_to_glitchtip(host, engine, original, glitchtip, ends):

@@ -19,13 +19,13 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 
 import pytest
 
 from components.remote import parse_command
 from tests.harness import ROOT, Program
 from tests.integration.programs import server_program
+from tests.integration import testhost as th
 from tests.integration.engine import Engine
 
 pytestmark = pytest.mark.integration
@@ -116,14 +116,7 @@ def running_services(host) -> dict[str, bool]:
 
 
 def wait_until(predicate, seconds: float, what: str):
-    end = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not seen within {seconds:.0f} s")
-        time.sleep(1)
+    return th.wait_until(predicate, seconds, interval=1) or pytest.fail(f"{what}: not seen within {seconds:.0f} s")
 
 
 def clean(host) -> None:

@@ -35,6 +35,7 @@ import yaml
 
 from components import relay
 from components.glitchtip.client import GlitchTipClient
+from scripts import parallel_report
 from tests.harness import Program
 from tests.integration.apphost import (
     APPS,
@@ -48,6 +49,7 @@ from tests.integration.apphost import (
     glitchtip_project,
     new_marker,
     program_for,
+    restart_glitchtip,
     steps_of,
     wait_until,
 )
@@ -90,7 +92,7 @@ def relay_container(testhost) -> str:
 
 def relay_log(testhost) -> list[str]:
     """The relay's access-log lines (`relay main|mirror TIME METHOD PATH STATUS UPSTREAM ...`)."""
-    out = testhost.run(f"{RELAY_CONTAINERS} | head -n1 | xargs -r docker logs 2>&1").stdout
+    out = testhost.run(parallel_report.LOGS_COMMAND).stdout
     return [line for line in out.splitlines() if line.startswith(f"{relay.LOG_PREFIX} ")]
 
 
@@ -344,9 +346,7 @@ def test_a_stopped_glitchtip_never_fails_the_app_and_the_copies_resume(host, dua
         sent = len(sentry_since(host, since))
         assert wait_until(lambda: sum(mirror_statuses(host, since).values()) >= sent, MIRROR_READ_TIMEOUT * 3)
     finally:
-        host.run(f"cd {STACK_DIR} && docker compose start glitchtip </dev/null", timeout=120)
-        host.run("i=0; until curl -fsS http://127.0.0.1:8000/_health/ >/dev/null; do i=$((i+1)); "
-                 "[ $i -lt 300 ] || exit 1; sleep 0.2; done", timeout=90)
+        restart_glitchtip(host)
     print(f"\napp requests with GlitchTip stopped: {', '.join(f'{t * 1000:.0f} ms' for t in times)}")
     assert max(times) < STALL_LIMIT_S, f"the app waited for the stopped GlitchTip: {times}"
     bodies = [e["body"] for e in sentry_since(host, since)]

@@ -31,14 +31,7 @@ def cron_probe(testhost):
 
 
 def _wait(predicate, seconds: float, what: str):
-    end = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail(f"{what}: not seen within {seconds} s")
-        time.sleep(0.25)
+    return th.wait_until(predicate, seconds, interval=0.25) or pytest.fail(f"{what}: not seen within {seconds} s")
 
 
 # ------------------------------------------------------------------------------ sshd

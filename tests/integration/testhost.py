@@ -35,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -931,6 +931,17 @@ class TestHost:
     def stat(self, path: str):
         """SFTPAttributes (st_mode, st_uid, st_gid, st_size, st_mtime); FileNotFoundError if absent."""
         return self.sftp().stat(path)
+
+
+def wait_until(check: Callable[[], Any], seconds: float, interval: float = 0.2) -> Any:
+    """Call CHECK here every INTERVAL seconds until it returns something truthy or SECONDS have
+    passed; its last value (falsy when it never came true). The tests' one polling loop."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def _poll(check: str, seconds: int, what: str) -> str:

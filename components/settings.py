@@ -416,13 +416,13 @@ class Settings:
                 raise _fail("domain", "must be a DNS name (not an IP) that resolves to the server, such as glitchtip.example.com.")
 
         dsn_target = _choice("dsnTarget", str(raw("dsnTarget")), DSN_TARGETS)
-        relay = True  # the relay's share is reserved whatever dsnTarget is (MEMORY_FLOOR_MB)
         glitchtip_port = check_port("glitchtipPort", raw("glitchtipPort"))
         relay_port = check_port("relayPort", raw("relayPort"))
         if relay_port == glitchtip_port:
             raise _fail("relayPort", f"must differ from glitchtipPort ({glitchtip_port}); set it with `pulumi config set relayPort 9010`.")
         budget = _integer("memoryBudgetMb", raw("memoryBudgetMb"))
-        floor = sum(MEMORY_FLOOR_MB[s] for s in services_for(mode, valkey, exposure, relay))
+        # The relay's share is reserved whatever dsnTarget is (MEMORY_FLOOR_MB): relay=True here and below.
+        floor = sum(MEMORY_FLOOR_MB[s] for s in services_for(mode, valkey, exposure, relay=True))
         if budget < floor:
             raise _fail("memoryBudgetMb", f"must be at least {floor} for this stack ({mode}{', valkey' if valkey else ''}{', tls' if exposure == 'tls' else ''}, {MEMORY_FLOOR_MB['relay']} MB kept for the parallel run's relay); raise it or choose a smaller stack.")
 
@@ -495,7 +495,7 @@ class Settings:
             proxy_subnet=check_subnet("proxySubnet", str(raw("proxySubnet"))),
             firewall=_boolean("firewall", raw("firewall")),
             memory_budget_mb=budget,
-            memory_limits_mb=memory_plan(mode, valkey, exposure, budget, relay),
+            memory_limits_mb=memory_plan(mode, valkey, exposure, budget, relay=True),
             retention_days=retention,
             admin_email=email,
             smtp_url=secret("smtpUrl", smtp_url) if smtp_url else None,

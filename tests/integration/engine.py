@@ -80,7 +80,7 @@ class Engine:
         return [self._run(self.state[urn], "update", self.state[urn].inputs.get("update")) for urn in self.order]
 
     def destroy(self) -> list[StepResult]:
-        """Run every stored delete, newest resource first."""
+        """Run every stored delete, dependents before what they depend on (else newest first)."""
         ran = []
         for urn in self._delete_order(list(self.order)):
             ran.append(self._run(self.state[urn], "delete", self.state[urn].inputs.get("delete")))
